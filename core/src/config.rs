@@ -1,0 +1,363 @@
+//! Model configuration: sizes, presets, validation, parameter and FLOP counts.
+//!
+//! One `Config` describes a TokenFormer language model completely; it travels inside every
+//! checkpoint as JSON (see `checkpoint`), so a file is self-describing.
+
+use alloc::string::String;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// The modified softmax Θ that Pattention applies to each row of scores (spec: "Θ variants").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    /// GELU(a / ‖a‖₂ · √n): the released models' choice.
+    L2NormGelu,
+    /// g / ‖g‖₂ · √n with g = GELU(a).
+    GeluL2Norm,
+    /// exp(a) / Σ exp(a) · n.
+    Softmax,
+}
+
+impl Norm {
+    pub const ALL: [Norm; 3] = [Norm::L2NormGelu, Norm::GeluL2Norm, Norm::Softmax];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Norm::L2NormGelu => "l2_norm_gelu",
+            Norm::GeluL2Norm => "gelu_l2_norm",
+            Norm::Softmax => "softmax",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Norm> {
+        Norm::ALL.into_iter().find(|n| n.name() == s)
+    }
+}
+
+impl fmt::Display for Norm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The three kinds of Pattention in a layer; q, k and v share one token count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PattentionKind {
+    Qkv,
+    Proj,
+    Ffn,
+}
+
+/// A complete TokenFormer model description.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    /// Parameter tokens of each of the q, k and v Pattentions.
+    pub qkv_tokens: usize,
+    /// Parameter tokens of the output projection Pattention.
+    pub proj_tokens: usize,
+    /// Parameter tokens of the FFN Pattention.
+    pub ffn_tokens: usize,
+    /// Token count whose square root scales the q/k/v scores (equals `qkv_tokens` unless the
+    /// model was grown with the scale kept).
+    pub qkv_scale_tokens: usize,
+    pub proj_scale_tokens: usize,
+    pub ffn_scale_tokens: usize,
+    /// Fraction of each head's dims that rotary embedding rotates (GPT-NeoX: 0.25).
+    pub rotary_pct: f32,
+    pub rotary_base: f32,
+    pub norm: Norm,
+    /// Rows of the (tied) embedding, padded for speed: 50,304 in the released models.
+    pub vocab_size: usize,
+    /// Ids the tokenizer can produce: 50,277 in the released models. Sampling stays below it.
+    pub tokenizer_vocab: usize,
+    /// Longest sequence the model is meant for; the KV cache never grows past it.
+    pub max_context: usize,
+    pub layer_norm_eps: f32,
+}
+
+/// Why a configuration was refused. Each variant names the field at fault.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigError {
+    Zero(&'static str),
+    HeadsDoNotDivide { d_model: usize, n_heads: usize },
+    OddRotaryDims { head_dim: usize, rotary_pct: f32, rotary_dims: usize },
+    BadFloat { field: &'static str, value: f32 },
+    TokenizerVocabTooLarge { tokenizer_vocab: usize, vocab_size: usize },
+    TooLarge(&'static str),
+    UnknownPreset(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Zero(field) => write!(f, "config field `{field}` must be positive"),
+            ConfigError::HeadsDoNotDivide { d_model, n_heads } => {
+                write!(f, "d_model {d_model} is not divisible by n_heads {n_heads}")
+            }
+            ConfigError::OddRotaryDims { head_dim, rotary_pct, rotary_dims } => write!(
+                f,
+                "rotary_pct {rotary_pct} of head_dim {head_dim} gives {rotary_dims} rotary dims; \
+                 GPT-NeoX rotary needs an even count"
+            ),
+            ConfigError::BadFloat { field, value } => {
+                write!(f, "config field `{field}` has invalid value {value}")
+            }
+            ConfigError::TokenizerVocabTooLarge { tokenizer_vocab, vocab_size } => write!(
+                f,
+                "tokenizer_vocab {tokenizer_vocab} exceeds the embedding's vocab_size {vocab_size}"
+            ),
+            ConfigError::TooLarge(what) => write!(f, "config is too large: {what} overflows"),
+            ConfigError::UnknownPreset(p) => {
+                write!(f, "unknown preset `{p}` (expected one of: {})", Config::PRESETS.join(", "))
+            }
+        }
+    }
+}
+
+/// Largest dimension a config may name: keeps every size product far from overflow and every
+/// allocation bounded (2^24 ≈ 16.7M rows or columns).
+const MAX_DIM: usize = 1 << 24;
+
+impl Config {
+    pub const PRESETS: [&'static str; 5] = ["tiny", "150m", "450m", "900m", "1.5b"];
+
+    /// The released geometry: GPT-NeoX vocabulary, context 2048, rotary 25 %, l2_norm_gelu.
+    fn released(n_layers: usize, d: usize, n_heads: usize, ffn: usize) -> Config {
+        Config {
+            n_layers,
+            d_model: d,
+            n_heads,
+            qkv_tokens: d,
+            proj_tokens: d,
+            ffn_tokens: ffn,
+            qkv_scale_tokens: d,
+            proj_scale_tokens: d,
+            ffn_scale_tokens: ffn,
+            rotary_pct: 0.25,
+            rotary_base: 10000.0,
+            norm: Norm::L2NormGelu,
+            vocab_size: 50304,
+            tokenizer_vocab: 50277,
+            max_context: 2048,
+            layer_norm_eps: 1e-5,
+        }
+    }
+
+    /// Presets by name: `tiny` (tests), `150m`, `450m`, `900m`, `1.5b` (the released sizes).
+    pub fn preset(name: &str) -> Result<Config, ConfigError> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "tiny" => Config {
+                n_layers: 2,
+                d_model: 64,
+                n_heads: 4,
+                qkv_tokens: 48,
+                proj_tokens: 40,
+                ffn_tokens: 96,
+                qkv_scale_tokens: 48,
+                proj_scale_tokens: 40,
+                ffn_scale_tokens: 96,
+                rotary_pct: 0.25,
+                rotary_base: 10000.0,
+                norm: Norm::L2NormGelu,
+                vocab_size: 512,
+                tokenizer_vocab: 500,
+                max_context: 256,
+                layer_norm_eps: 1e-5,
+            },
+            "150m" => Config::released(12, 768, 12, 3072),
+            "450m" => Config::released(24, 1024, 16, 4096),
+            "900m" => Config::released(32, 1280, 16, 5120),
+            "1.5b" => Config::released(40, 1536, 16, 6144),
+            _ => return Err(ConfigError::UnknownPreset(name.into())),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("n_layers", self.n_layers),
+            ("d_model", self.d_model),
+            ("n_heads", self.n_heads),
+            ("qkv_tokens", self.qkv_tokens),
+            ("proj_tokens", self.proj_tokens),
+            ("ffn_tokens", self.ffn_tokens),
+            ("qkv_scale_tokens", self.qkv_scale_tokens),
+            ("proj_scale_tokens", self.proj_scale_tokens),
+            ("ffn_scale_tokens", self.ffn_scale_tokens),
+            ("vocab_size", self.vocab_size),
+            ("tokenizer_vocab", self.tokenizer_vocab),
+            ("max_context", self.max_context),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(ConfigError::Zero(field));
+            }
+            if v > MAX_DIM {
+                return Err(ConfigError::TooLarge(field));
+            }
+        }
+        if self.d_model % self.n_heads != 0 {
+            return Err(ConfigError::HeadsDoNotDivide { d_model: self.d_model, n_heads: self.n_heads });
+        }
+        if !(self.rotary_pct.is_finite() && (0.0..=1.0).contains(&self.rotary_pct)) {
+            return Err(ConfigError::BadFloat { field: "rotary_pct", value: self.rotary_pct });
+        }
+        if !(self.rotary_base.is_finite() && self.rotary_base > 1.0) {
+            return Err(ConfigError::BadFloat { field: "rotary_base", value: self.rotary_base });
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(ConfigError::BadFloat { field: "layer_norm_eps", value: self.layer_norm_eps });
+        }
+        let rot = self.rotary_dims();
+        if rot % 2 != 0 {
+            return Err(ConfigError::OddRotaryDims {
+                head_dim: self.head_dim(),
+                rotary_pct: self.rotary_pct,
+                rotary_dims: rot,
+            });
+        }
+        if self.tokenizer_vocab > self.vocab_size {
+            return Err(ConfigError::TokenizerVocabTooLarge {
+                tokenizer_vocab: self.tokenizer_vocab,
+                vocab_size: self.vocab_size,
+            });
+        }
+        // Every tensor's element count and the total must fit comfortably in usize and u64 bytes.
+        self.checked_params().ok_or(ConfigError::TooLarge("parameter count"))?;
+        self.max_context
+            .checked_mul(self.d_model)
+            .and_then(|x| x.checked_mul(2 * self.n_layers))
+            .ok_or(ConfigError::TooLarge("KV cache size"))?;
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// floor(head_dim · rotary_pct), computed as GPT-NeoX does.
+    pub fn rotary_dims(&self) -> usize {
+        (self.head_dim() as f64 * self.rotary_pct as f64) as usize
+    }
+
+    pub fn tokens(&self, kind: PattentionKind) -> usize {
+        match kind {
+            PattentionKind::Qkv => self.qkv_tokens,
+            PattentionKind::Proj => self.proj_tokens,
+            PattentionKind::Ffn => self.ffn_tokens,
+        }
+    }
+
+    pub fn scale_tokens(&self, kind: PattentionKind) -> usize {
+        match kind {
+            PattentionKind::Qkv => self.qkv_scale_tokens,
+            PattentionKind::Proj => self.proj_scale_tokens,
+            PattentionKind::Ffn => self.ffn_scale_tokens,
+        }
+    }
+
+    fn checked_params(&self) -> Option<usize> {
+        let d = self.d_model;
+        let per_layer_tokens = self
+            .qkv_tokens
+            .checked_mul(3)?
+            .checked_add(self.proj_tokens)?
+            .checked_add(self.ffn_tokens)?;
+        let layers = self.n_layers.checked_mul(2)?.checked_mul(d)?.checked_mul(per_layer_tokens)?;
+        self.vocab_size.checked_mul(d)?.checked_add(layers)?.checked_add(2 * d)
+    }
+
+    /// vocab·d + L·2d·(3·n_qkv + n_proj + n_ffn) + 2d (the spec's count; tied output head).
+    pub fn param_count(&self) -> usize {
+        self.checked_params().unwrap_or(usize::MAX)
+    }
+
+    /// Parameters by kind, in the order (embedding, q/k/v, proj, ffn, norms).
+    pub fn param_breakdown(&self) -> ParamBreakdown {
+        let d = self.d_model;
+        let l = self.n_layers;
+        ParamBreakdown {
+            embedding: self.vocab_size * d,
+            qkv: l * 3 * 2 * self.qkv_tokens * d,
+            proj: l * 2 * self.proj_tokens * d,
+            ffn: l * 2 * self.ffn_tokens * d,
+            norms: 2 * d,
+        }
+    }
+
+    /// Forward FLOPs for one token at `context` tokens of history, by the paper's cost model:
+    /// token-parameter 2·N (every parameter one multiply-add; the tied embedding counted once, as
+    /// the logits product) and token-token 4·L·d·T (QKᵀ and attention·V).
+    pub fn flops_per_token(&self, context: usize) -> Flops {
+        Flops {
+            token_parameter: 2 * self.param_count() as u64,
+            token_token: 4 * (self.n_layers * self.d_model) as u64 * context as u64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamBreakdown {
+    pub embedding: usize,
+    pub qkv: usize,
+    pub proj: usize,
+    pub ffn: usize,
+    pub norms: usize,
+}
+
+impl ParamBreakdown {
+    pub fn total(&self) -> usize {
+        self.embedding + self.qkv + self.proj + self.ffn + self.norms
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flops {
+    pub token_parameter: u64,
+    pub token_token: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_parameter_counts_match_the_spec() {
+        // The spec's table: 151.9M, 454.2M, 903.3M, 1587.2M; 150M exactly as the issue states.
+        assert_eq!(Config::preset("150m").unwrap().param_count(), 151_881_216);
+        for (name, millions) in [("150m", 151.9), ("450m", 454.2), ("900m", 903.3), ("1.5b", 1587.2)] {
+            let c = Config::preset(name).unwrap();
+            c.validate().unwrap();
+            let n = c.param_count();
+            assert_eq!(c.param_breakdown().total(), n, "{name}");
+            assert_eq!((n as f64 / 1e5).round() / 10.0, millions, "{name}");
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut c = Config::preset("tiny").unwrap();
+        c.n_heads = 5;
+        assert!(matches!(c.validate(), Err(ConfigError::HeadsDoNotDivide { .. })));
+        let mut c = Config::preset("tiny").unwrap();
+        c.ffn_tokens = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Zero("ffn_tokens")));
+        let mut c = Config::preset("tiny").unwrap();
+        c.tokenizer_vocab = c.vocab_size + 1;
+        assert!(matches!(c.validate(), Err(ConfigError::TokenizerVocabTooLarge { .. })));
+        let mut c = Config::preset("tiny").unwrap();
+        c.d_model = 12;
+        c.n_heads = 1; // rotary dims = 3: odd
+        assert!(matches!(c.validate(), Err(ConfigError::OddRotaryDims { .. })));
+        let mut c = Config::preset("tiny").unwrap();
+        c.d_model = MAX_DIM;
+        c.n_layers = MAX_DIM;
+        c.n_heads = 1;
+        assert!(matches!(c.validate(), Err(ConfigError::TooLarge(_))));
+        assert!(matches!(Config::preset("7b"), Err(ConfigError::UnknownPreset(_))));
+    }
+}

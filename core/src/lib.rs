@@ -1,0 +1,40 @@
+//! TokenFormer inference core: `#![no_std]` + `alloc`.
+//!
+//! - [`config`]: sizes, presets, validation, parameter and FLOP counts.
+//! - [`graph`]: the model, written once over the [`graph::Ops`] trait.
+//! - [`ops`]: scalar reference kernels (Pattention, LayerNorm, rotary, attention).
+//! - [`checkpoint`]: safetensors with the config in its metadata; zero-copy, fully validated.
+//! - [`session`]: KV-cache decoding; [`sample`]: greedy / temperature / top-k / top-p.
+//! - `file` (feature `std`): memory-mapped loading and atomic writes.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod checkpoint;
+pub mod config;
+#[cfg(feature = "std")]
+pub mod file;
+pub mod graph;
+pub mod init;
+pub mod model;
+pub mod ops;
+pub mod sample;
+pub mod session;
+
+pub use checkpoint::{Dtype, LoadError};
+pub use config::{Config, ConfigError, Norm};
+pub use model::Model;
+pub use sample::{Rng, Sampler, SamplerConfig};
+pub use session::{Session, SessionError};
+
+#[cfg(feature = "std")]
+mod std_errors {
+    use super::*;
+    impl std::error::Error for LoadError {}
+    impl std::error::Error for ConfigError {}
+    impl std::error::Error for SessionError {}
+    impl std::error::Error for model::ModelError {}
+}

@@ -1,0 +1,219 @@
+//! Inference: the graph's `Ops` over f32 slices, with a KV cache for incremental decoding.
+
+use crate::graph::{self, Ops, Proj};
+use crate::model::Model;
+use crate::ops::{attention, linalg, norm, pattention};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Rows × cols of f32, row-major: the activations of inference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn zeros(rows: usize, cols: usize) -> Tensor {
+        Tensor { rows, cols, data: vec![0.0; rows * cols] }
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionError {
+    /// Feeding these tokens would pass the model's context length.
+    ContextFull { position: usize, requested: usize, max_context: usize },
+    /// A token id at or past the embedding's rows.
+    TokenOutOfRange { token: u32, vocab_size: usize },
+    /// No tokens were given.
+    Empty,
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::ContextFull { position, requested, max_context } => write!(
+                f,
+                "context full: {position} tokens in the cache + {requested} new exceeds the model's \
+                 max context of {max_context}"
+            ),
+            SessionError::TokenOutOfRange { token, vocab_size } => {
+                write!(f, "token id {token} is out of range for a vocabulary of {vocab_size}")
+            }
+            SessionError::Empty => write!(f, "no tokens given"),
+        }
+    }
+}
+
+/// Keys (after rotary) and values of every layer for the positions seen so far.
+/// Never holds more than `max_context` rows per layer.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl KvCache {
+    fn new(layers: usize) -> KvCache {
+        KvCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers] }
+    }
+
+    fn clear(&mut self) {
+        self.k.iter_mut().chain(self.v.iter_mut()).for_each(Vec::clear);
+    }
+
+    /// Bytes currently held.
+    pub fn bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|x| x.len() * 4).sum()
+    }
+}
+
+/// A decoding session over one model: feed a prompt block, then one token at a time.
+pub struct Session<'m, 'a> {
+    model: &'m Model<'a>,
+    cache: KvCache,
+    pos: usize,
+}
+
+impl<'m, 'a> Session<'m, 'a> {
+    pub fn new(model: &'m Model<'a>) -> Self {
+        Session { model, cache: KvCache::new(model.config.n_layers), pos: 0 }
+    }
+
+    /// Tokens already in the cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn model(&self) -> &'m Model<'a> {
+        self.model
+    }
+
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.pos = 0;
+    }
+
+    /// Run `tokens` at the next positions and return the logits of the last one ([vocab_size]).
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>, SessionError> {
+        Ok(self.run(tokens, false)?.data)
+    }
+
+    /// Run `tokens` at the next positions and return every position's logits ([T, vocab_size]).
+    pub fn feed_all(&mut self, tokens: &[u32]) -> Result<Tensor, SessionError> {
+        self.run(tokens, true)
+    }
+
+    fn run(&mut self, tokens: &[u32], all: bool) -> Result<Tensor, SessionError> {
+        let cfg = &self.model.config;
+        if tokens.is_empty() {
+            return Err(SessionError::Empty);
+        }
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(SessionError::TokenOutOfRange { token, vocab_size: cfg.vocab_size });
+        }
+        if self.pos + tokens.len() > cfg.max_context {
+            return Err(SessionError::ContextFull {
+                position: self.pos,
+                requested: tokens.len(),
+                max_context: cfg.max_context,
+            });
+        }
+        let mut ops = Infer { model: self.model, cache: &mut self.cache, pos0: self.pos, all_logits: all };
+        let logits = graph::forward(&mut ops, cfg, tokens);
+        self.pos += tokens.len();
+        Ok(logits)
+    }
+}
+
+/// The graph's operations for inference: rows are consecutive positions starting at `pos0`.
+struct Infer<'s, 'm, 'a> {
+    model: &'m Model<'a>,
+    cache: &'s mut KvCache,
+    pos0: usize,
+    all_logits: bool,
+}
+
+impl Ops for Infer<'_, '_, '_> {
+    type Act = Tensor;
+
+    fn embed(&mut self, tokens: &[u32]) -> Tensor {
+        let d = self.model.config.d_model;
+        let mut x = Tensor::zeros(tokens.len(), d);
+        for (row, &t) in x.data.chunks_exact_mut(d).zip(tokens) {
+            row.copy_from_slice(&self.model.embedding[t as usize * d..(t as usize + 1) * d]);
+        }
+        x
+    }
+
+    fn layer_norm(&mut self, x: &Tensor) -> Tensor {
+        let mut y = x.clone();
+        norm::layer_norm(&mut y.data, x.cols, self.model.config.layer_norm_eps);
+        y
+    }
+
+    fn pattention(&mut self, x: &Tensor, layer: usize, p: Proj) -> Tensor {
+        let w = self.model.layers[layer].get(p);
+        let d_in = x.cols;
+        let d_out = w.values.len() / w.tokens(d_in);
+        let mut out = Tensor::zeros(x.rows, d_out);
+        let cfg = &self.model.config;
+        pattention::pattention(&x.data, &w.keys, &w.values, d_in, cfg.norm, self.model.scale_tokens(p), &mut out.data);
+        out
+    }
+
+    fn rotary(&mut self, mut x: Tensor) -> Tensor {
+        self.model.rope.apply(&mut x.data, x.cols, self.model.config.head_dim(), self.pos0);
+        x
+    }
+
+    fn attention(&mut self, layer: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Tensor {
+        let kc = &mut self.cache.k[layer];
+        let vc = &mut self.cache.v[layer];
+        kc.extend_from_slice(&k.data);
+        vc.extend_from_slice(&v.data);
+        let mut out = Tensor::zeros(q.rows, q.cols);
+        attention::causal_attention(&q.data, kc, vc, q.cols, self.model.config.n_heads, self.pos0, &mut out.data);
+        out
+    }
+
+    fn add(&mut self, mut a: Tensor, b: &Tensor) -> Tensor {
+        for (x, y) in a.data.iter_mut().zip(&b.data) {
+            *x += y;
+        }
+        a
+    }
+
+    fn final_norm(&mut self, x: &Tensor) -> Tensor {
+        // Only the rows whose logits are wanted need the rest of the model.
+        let first = if self.all_logits { 0 } else { x.rows - 1 };
+        let mut y = Tensor { rows: x.rows - first, cols: x.cols, data: x.data[first * x.cols..].to_vec() };
+        let m = self.model;
+        norm::layer_norm_affine(&mut y.data, &m.final_norm_weight, &m.final_norm_bias, m.config.layer_norm_eps);
+        y
+    }
+
+    fn logits(&mut self, x: &Tensor) -> Tensor {
+        let vocab = self.model.config.vocab_size;
+        let mut out = Tensor::zeros(x.rows, vocab);
+        linalg::matmul_nt(&x.data, &self.model.embedding, x.cols, &mut out.data);
+        out
+    }
+}
+
+/// ln softmax of one row of logits, computed stably in f64.
+pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = m + libm::log(logits.iter().map(|&x| libm::exp(x as f64 - m)).sum::<f64>());
+    logits.iter().map(|&x| x as f64 - lse).collect()
+}

@@ -1,0 +1,1 @@
+pub use tokenformer_core as core;
