@@ -1,1 +1,64 @@
-fn main() {}
+//! `tokenformer-cli`: init, inspect, score, tokenize and generate with TokenFormer checkpoints.
+
+mod common;
+mod generate;
+mod init;
+mod inspect;
+mod score;
+mod tokenize;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "tokenformer-cli", version, about = "TokenFormer inference from the command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a freshly initialised model of a preset size.
+    Init(init::Args),
+    /// Print a checkpoint's config, parameter counts and FLOPs per token.
+    Inspect(inspect::Args),
+    /// Log-probabilities of a token sequence under a model.
+    Score(score::Args),
+    /// Token ids of a text.
+    Tokenize(tokenize::Args),
+    /// Sample a continuation of a prompt.
+    Generate(generate::Args),
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Score(a) => score::run(a),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Generate(a) => generate::run(a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            // One line, as every other error: clap's first line already starts with "error:".
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments"));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

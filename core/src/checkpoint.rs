@@ -310,7 +310,7 @@ pub fn header(config: &Config, dtype: Dtype, extra_metadata: &[(&str, &str)]) ->
         off += n;
     }
     let mut json = serde_json::to_vec(&Value::Object(root)).unwrap_or_default();
-    while (json.len() + 8) % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + json.len());

@@ -200,7 +200,7 @@ impl Config {
                 return Err(ConfigError::TooLarge(field));
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(ConfigError::HeadsDoNotDivide { d_model: self.d_model, n_heads: self.n_heads });
         }
         if !(self.rotary_pct.is_finite() && (0.0..=1.0).contains(&self.rotary_pct)) {
@@ -213,7 +213,7 @@ impl Config {
             return Err(ConfigError::BadFloat { field: "layer_norm_eps", value: self.layer_norm_eps });
         }
         let rot = self.rotary_dims();
-        if rot % 2 != 0 {
+        if !rot.is_multiple_of(2) {
             return Err(ConfigError::OddRotaryDims {
                 head_dim: self.head_dim(),
                 rotary_pct: self.rotary_pct,

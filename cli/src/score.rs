@@ -1,0 +1,78 @@
+//! `score`: per-token log-probabilities, NLL, perplexity and bits per byte.
+
+use crate::common;
+use serde_json::json;
+use std::path::PathBuf;
+use tokenformer_core::session::log_softmax;
+use tokenformer_core::Session;
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["token_ids", "text", "file"])))]
+pub struct Args {
+    #[arg(long)]
+    model: PathBuf,
+    /// Comma-separated token ids.
+    #[arg(long)]
+    token_ids: Option<String>,
+    /// Text to tokenize (needs --tokenizer).
+    #[arg(long)]
+    text: Option<String>,
+    /// File whose text to tokenize (needs --tokenizer).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<(), String> {
+    let text = match (&a.text, &a.file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?),
+        _ => None,
+    };
+    let tokens = match (&a.token_ids, &text) {
+        (Some(ids), _) => common::parse_ids(ids)?,
+        (None, Some(t)) => {
+            let tok = common::load_tokenizer(common::default_tokenizer_hint(&a.tokenizer)?)?;
+            common::encode(&tok, t)?
+        }
+        _ => return Err("give --token-ids, --text or --file".into()),
+    };
+    let mf = common::open_model(&a.model)?;
+    let model = mf.model().map_err(|e| e.to_string())?;
+    let cfg = &model.config;
+    if tokens.len() < 2 {
+        return Err(format!("scoring needs at least 2 tokens, got {}", tokens.len()));
+    }
+    if tokens.len() > cfg.max_context {
+        return Err(format!("{} tokens exceed the model's max context of {}", tokens.len(), cfg.max_context));
+    }
+    common::check_ids(&tokens, cfg.vocab_size)?;
+    let mut s = Session::new(&model);
+    let logits = s.feed_all(&tokens).map_err(|e| e.to_string())?;
+    let logprobs: Vec<f64> =
+        (0..tokens.len() - 1).map(|i| log_softmax(logits.row(i))[tokens[i + 1] as usize]).collect();
+    let total: f64 = -logprobs.iter().sum::<f64>();
+    let nll = total / logprobs.len() as f64;
+    let ppl = nll.exp();
+    let bytes = text.as_ref().map(|t| t.len());
+    if a.json {
+        let mut v = json!({ "logprobs": logprobs, "tokens": tokens.len(), "nll": nll, "ppl": ppl });
+        if let Some(b) = bytes {
+            v["bytes"] = json!(b);
+            v["bits_per_byte"] = json!(total / std::f64::consts::LN_2 / b as f64);
+        }
+        println!("{v}");
+    } else {
+        println!("tokens: {}", tokens.len());
+        println!("nll: {nll:.6}");
+        println!("ppl: {ppl:.4}");
+        if let Some(b) = bytes {
+            println!("bytes: {b}");
+            println!("bits_per_byte: {:.6}", total / std::f64::consts::LN_2 / b as f64);
+        }
+    }
+    Ok(())
+}
