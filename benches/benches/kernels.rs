@@ -14,7 +14,11 @@ fn bench_pattention(c: &mut Criterion) {
     let d = 768;
     let mut g = c.benchmark_group("pattention_decode");
     for n in [768usize, 3072] {
-        let (x, k, v) = (random(d, &mut rng), random(n * d, &mut rng), random(n * d, &mut rng));
+        let (x, k, v) = (
+            random(d, &mut rng),
+            random(n * d, &mut rng),
+            random(n * d, &mut rng),
+        );
         let mut out = vec![0.0; d];
         g.throughput(Throughput::Bytes((2 * n * d * 4) as u64));
         g.bench_function(format!("d{d}_n{n}"), |b| {

@@ -9,7 +9,8 @@ pub fn open_model(path: &Path) -> Result<ModelFile, String> {
 }
 
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, String> {
-    Tokenizer::from_file(path).map_err(|e| format!("{}: cannot load tokenizer: {e}", path.display()))
+    Tokenizer::from_file(path)
+        .map_err(|e| format!("{}: cannot load tokenizer: {e}", path.display()))
 }
 
 /// Parse "1,2, 3" into ids.
@@ -17,27 +18,57 @@ pub fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
     s.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| t.parse::<u32>().map_err(|_| format!("invalid token id `{t}` (expected comma-separated integers)")))
+        .map(|t| {
+            t.parse::<u32>()
+                .map_err(|_| format!("invalid token id `{t}` (expected comma-separated integers)"))
+        })
         .collect()
 }
 
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>, String> {
-    let enc = tok.encode(text, false).map_err(|e| format!("tokenization failed: {e}"))?;
+    let enc = tok
+        .encode(text, false)
+        .map_err(|e| format!("tokenization failed: {e}"))?;
     Ok(enc.get_ids().to_vec())
 }
 
 pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String, String> {
-    tok.decode(ids, false).map_err(|e| format!("decoding failed: {e}"))
+    tok.decode(ids, false)
+        .map_err(|e| format!("decoding failed: {e}"))
 }
 
 /// Check every id against the model's embedding rows, with a clear message.
 pub fn check_ids(ids: &[u32], vocab_size: usize) -> Result<(), String> {
     if let Some(&t) = ids.iter().find(|&&t| t as usize >= vocab_size) {
-        return Err(format!("token id {t} is out of range for the model's vocabulary of {vocab_size}"));
+        return Err(format!(
+            "token id {t} is out of range for the model's vocabulary of {vocab_size}"
+        ));
     }
     Ok(())
 }
 
 pub fn default_tokenizer_hint(p: &Option<PathBuf>) -> Result<&Path, String> {
-    p.as_deref().ok_or_else(|| "--text and --file need --tokenizer tokenizer.json".to_string())
+    p.as_deref()
+        .ok_or_else(|| "--text and --file need --tokenizer tokenizer.json".to_string())
+}
+
+/// Resident memory split into anonymous (heap: copies, caches) and file-backed (mapped weights)
+/// pages, from /proc/self/status on Linux, plus how many weight bytes the model borrows from the
+/// map instead of copying.
+pub fn memory_report(model: &tokenformer_core::Model<'_>) -> String {
+    let borrowed = model.borrowed_bytes() as f64 / (1 << 20) as f64;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    match (field("RssAnon:"), field("RssFile:")) {
+        (Some(anon), Some(file)) => format!(
+            "resident: {anon:.1} MiB anonymous + {file:.1} MiB file-backed; {borrowed:.1} MiB of weights mapped, not copied"
+        ),
+        _ => format!("{borrowed:.1} MiB of weights mapped, not copied"),
+    }
 }

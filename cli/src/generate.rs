@@ -35,7 +35,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<(), String> {
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
-        return Err(format!("--temperature must be a finite number ≥ 0, got {}", a.temperature));
+        return Err(format!(
+            "--temperature must be a finite number ≥ 0, got {}",
+            a.temperature
+        ));
     }
     if !(a.top_p > 0.0 && a.top_p <= 1.0) {
         return Err(format!("--top-p must be in (0, 1], got {}", a.top_p));
@@ -53,15 +56,32 @@ pub fn run(a: Args) -> Result<(), String> {
     if prompt.is_empty() {
         return Err("the prompt is empty".into());
     }
+    let t_load = Instant::now();
     let mf = common::open_model(&a.model)?;
     let model = mf.model().map_err(|e| e.to_string())?;
+    let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
+    eprintln!(
+        "loaded {} in {load_ms:.1} ms; {}",
+        a.model.display(),
+        common::memory_report(&model)
+    );
     let cfg = &model.config;
     common::check_ids(&prompt, cfg.vocab_size)?;
     if prompt.len() > cfg.max_context {
-        return Err(format!("the prompt's {} tokens exceed the model's max context of {}", prompt.len(), cfg.max_context));
+        return Err(format!(
+            "the prompt's {} tokens exceed the model's max context of {}",
+            prompt.len(),
+            cfg.max_context
+        ));
     }
-    let mut sampler =
-        Sampler::new(SamplerConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p }, a.seed);
+    let mut sampler = Sampler::new(
+        SamplerConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+        },
+        a.seed,
+    );
     let mut session = Session::new(&model);
     let t0 = Instant::now();
     let mut logits = session.feed(&prompt).map_err(|e| e.to_string())?;
@@ -111,7 +131,11 @@ pub fn run(a: Args) -> Result<(), String> {
     out.flush().map_err(|e| e.to_string())?;
     let gen_secs = t1.elapsed().as_secs_f64();
     if context_full {
-        eprintln!("note: stopped after {} tokens: the context of {} is full", generated.len(), cfg.max_context);
+        eprintln!(
+            "note: stopped after {} tokens: the context of {} is full",
+            generated.len(),
+            cfg.max_context
+        );
     }
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { f64::INFINITY };
     eprintln!(

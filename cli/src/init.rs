@@ -26,8 +26,18 @@ pub fn run(a: Args) -> Result<(), String> {
     let config = Config::preset(&a.preset).map_err(|e| e.to_string())?;
     let model = init::init(config, a.seed).map_err(|e| e.to_string())?;
     let seed = a.seed.to_string();
-    file::save(&a.out, &model, a.dtype, &[("seed", &seed), ("preset", &a.preset)])
-        .map_err(|e| format!("{}: {e}", a.out.display()))?;
-    eprintln!("wrote {} ({} parameters, {})", a.out.display(), model.config.param_count(), a.dtype.name());
+    file::save(
+        &a.out,
+        &model,
+        a.dtype,
+        &[("seed", &seed), ("preset", &a.preset)],
+    )
+    .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    eprintln!(
+        "wrote {} ({} parameters, {})",
+        a.out.display(),
+        model.config.param_count(),
+        a.dtype.name()
+    );
     Ok(())
 }

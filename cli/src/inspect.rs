@@ -34,7 +34,10 @@ pub fn run(a: Args) -> Result<(), String> {
             "context": context,
             "flops_per_token": { "token_parameter": fl.token_parameter, "token_token": fl.token_token },
         });
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        );
         return Ok(());
     }
     println!("file: {} ({file_bytes} bytes)", a.file.display());
@@ -46,12 +49,21 @@ pub fn run(a: Args) -> Result<(), String> {
         }
     }
     println!("parameters: {}", cfg.param_count());
-    for (k, n) in [("embedding", b.embedding), ("qkv", b.qkv), ("proj", b.proj), ("ffn", b.ffn), ("norms", b.norms)] {
+    for (k, n) in [
+        ("embedding", b.embedding),
+        ("qkv", b.qkv),
+        ("proj", b.proj),
+        ("ffn", b.ffn),
+        ("norms", b.norms),
+    ] {
         println!("  {k:<10} {n:>14}");
     }
     println!("FLOPs per token at context {context}:");
     println!("  token-parameter {:>16}", fl.token_parameter);
     println!("  token-token     {:>16}", fl.token_token);
-    println!("  total           {:>16}", fl.token_parameter + fl.token_token);
+    println!(
+        "  total           {:>16}",
+        fl.token_parameter + fl.token_token
+    );
     Ok(())
 }

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "tokenformer-cli", version, about = "TokenFormer inference from the command line")]
+#[command(
+    name = "tokenformer-cli",
+    version,
+    about = "TokenFormer inference from the command line"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,12 +49,19 @@ fn run(cli: Cli) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         Err(e) => {
             // One line, as every other error: clap's first line already starts with "error:".
             let text = e.render().to_string();
-            eprintln!("{}", text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: bad arguments"));
+            eprintln!(
+                "{}",
+                text.lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("error: bad arguments")
+            );
             return ExitCode::from(2);
         }
     };

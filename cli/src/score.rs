@@ -29,7 +29,9 @@ pub struct Args {
 pub fn run(a: Args) -> Result<(), String> {
     let text = match (&a.text, &a.file) {
         (Some(t), _) => Some(t.clone()),
-        (None, Some(f)) => Some(std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?),
+        (None, Some(f)) => {
+            Some(std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?)
+        }
         _ => None,
     };
     let tokens = match (&a.token_ids, &text) {
@@ -44,16 +46,24 @@ pub fn run(a: Args) -> Result<(), String> {
     let model = mf.model().map_err(|e| e.to_string())?;
     let cfg = &model.config;
     if tokens.len() < 2 {
-        return Err(format!("scoring needs at least 2 tokens, got {}", tokens.len()));
+        return Err(format!(
+            "scoring needs at least 2 tokens, got {}",
+            tokens.len()
+        ));
     }
     if tokens.len() > cfg.max_context {
-        return Err(format!("{} tokens exceed the model's max context of {}", tokens.len(), cfg.max_context));
+        return Err(format!(
+            "{} tokens exceed the model's max context of {}",
+            tokens.len(),
+            cfg.max_context
+        ));
     }
     common::check_ids(&tokens, cfg.vocab_size)?;
     let mut s = Session::new(&model);
     let logits = s.feed_all(&tokens).map_err(|e| e.to_string())?;
-    let logprobs: Vec<f64> =
-        (0..tokens.len() - 1).map(|i| log_softmax(logits.row(i))[tokens[i + 1] as usize]).collect();
+    let logprobs: Vec<f64> = (0..tokens.len() - 1)
+        .map(|i| log_softmax(logits.row(i))[tokens[i + 1] as usize])
+        .collect();
     let total: f64 = -logprobs.iter().sum::<f64>();
     let nll = total / logprobs.len() as f64;
     let ppl = nll.exp();
@@ -71,7 +81,10 @@ pub fn run(a: Args) -> Result<(), String> {
         println!("ppl: {ppl:.4}");
         if let Some(b) = bytes {
             println!("bytes: {b}");
-            println!("bits_per_byte: {:.6}", total / std::f64::consts::LN_2 / b as f64);
+            println!(
+                "bits_per_byte: {:.6}",
+                total / std::f64::consts::LN_2 / b as f64
+            );
         }
     }
     Ok(())

@@ -15,7 +15,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<(), String> {
     let tok = common::load_tokenizer(&a.tokenizer)?;
-    let enc = tok.encode(a.text.as_str(), false).map_err(|e| format!("tokenization failed: {e}"))?;
+    let enc = tok
+        .encode(a.text.as_str(), false)
+        .map_err(|e| format!("tokenization failed: {e}"))?;
     if a.json {
         let v = serde_json::json!({ "ids": enc.get_ids(), "tokens": enc.get_tokens() });
         println!("{v}");

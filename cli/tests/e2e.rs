@@ -9,12 +9,19 @@ use tokenformer_core::{Config, Session};
 const BIN: &str = env!("CARGO_BIN_EXE_tokenformer-cli");
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run tokenformer-cli")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run tokenformer-cli")
 }
 
 fn ok(args: &[&str]) -> String {
     let o = run(args);
-    assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -25,7 +32,15 @@ fn json(args: &[&str]) -> serde_json::Value {
 /// A tiny model in a fresh temporary directory.
 fn tiny(dir: &Path) -> PathBuf {
     let path = dir.join("tiny.safetensors");
-    ok(&["init", "--preset", "tiny", "--seed", "7", "--out", path.to_str().unwrap()]);
+    ok(&[
+        "init",
+        "--preset",
+        "tiny",
+        "--seed",
+        "7",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
     path
 }
 
@@ -43,16 +58,37 @@ fn init_inspect_score_generate() {
     let info = json(&["inspect", ms, "--json"]);
     assert_eq!(info["params"].as_u64().unwrap() as usize, cfg.param_count());
     assert_eq!(info["context"].as_u64().unwrap() as usize, cfg.max_context);
-    assert_eq!(info["file_bytes"].as_u64().unwrap(), std::fs::metadata(&m).unwrap().len());
+    assert_eq!(
+        info["file_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&m).unwrap().len()
+    );
     let kinds = &info["params_by_kind"];
-    let sum: u64 = ["embedding", "qkv", "proj", "ffn", "norms"].iter().map(|k| kinds[k].as_u64().unwrap()).sum();
+    let sum: u64 = ["embedding", "qkv", "proj", "ffn", "norms"]
+        .iter()
+        .map(|k| kinds[k].as_u64().unwrap())
+        .sum();
     assert_eq!(sum as usize, cfg.param_count());
-    assert_eq!(info["config"]["d_model"].as_u64().unwrap() as usize, cfg.d_model);
+    assert_eq!(
+        info["config"]["d_model"].as_u64().unwrap() as usize,
+        cfg.d_model
+    );
     let text = ok(&["inspect", ms, "--context", "16"]);
     assert!(text.contains("parameters"), "{text}");
 
-    let score = json(&["score", "--model", ms, "--token-ids", "1,2,3,4,5,6", "--json"]);
-    let lp: Vec<f64> = score["logprobs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let score = json(&[
+        "score",
+        "--model",
+        ms,
+        "--token-ids",
+        "1,2,3,4,5,6",
+        "--json",
+    ]);
+    let lp: Vec<f64> = score["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     assert_eq!(score["tokens"].as_u64().unwrap(), 6);
     assert_eq!(lp.len(), 5);
     assert!(lp.iter().all(|&x| x <= 0.0 && x.is_finite()), "{lp:?}");
@@ -62,7 +98,17 @@ fn init_inspect_score_generate() {
 
     // Greedy: each generated id is the argmax of the model's distribution at that step.
     let prompt = [1u32, 2, 3];
-    let out = ok(&["generate", "--model", ms, "--token-ids", "1,2,3", "--max-tokens", "8", "--temperature", "0"]);
+    let out = ok(&[
+        "generate",
+        "--model",
+        ms,
+        "--token-ids",
+        "1,2,3",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+    ]);
     let got = ids(&out);
     assert_eq!(got.len(), 8);
     let mf = ModelFile::open(&m).unwrap();
@@ -76,7 +122,19 @@ fn init_inspect_score_generate() {
     }
 
     // Sampling is reproducible from the seed.
-    let args = ["generate", "--model", ms, "--token-ids", "5,6", "--max-tokens", "8", "--temperature", "0.9", "--seed", "3"];
+    let args = [
+        "generate",
+        "--model",
+        ms,
+        "--token-ids",
+        "5,6",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0.9",
+        "--seed",
+        "3",
+    ];
     let a = ok(&args);
     assert_eq!(a, ok(&args));
     assert!(ids(&a).iter().all(|&t| (t as usize) < cfg.tokenizer_vocab));
@@ -87,7 +145,15 @@ fn generation_stops_when_the_context_is_full() {
     let dir = tempfile::tempdir().unwrap();
     let m = tiny(dir.path());
     let prompt: Vec<String> = (0..250).map(|i| (i % 100).to_string()).collect();
-    let o = run(&["generate", "--model", m.to_str().unwrap(), "--token-ids", &prompt.join(","), "--max-tokens", "20"]);
+    let o = run(&[
+        "generate",
+        "--model",
+        m.to_str().unwrap(),
+        "--token-ids",
+        &prompt.join(","),
+        "--max-tokens",
+        "20",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // 250 prompt + 6 fed = 256 in the cache; the last sampled id is printed but not fed.
     assert_eq!(ids(&String::from_utf8(o.stdout).unwrap()).len(), 7);
@@ -111,35 +177,86 @@ fn bad_inputs_fail_with_one_clear_line() {
     let ms = m.to_str().unwrap();
     let missing = dir.path().join("missing.safetensors");
     let garbage = dir.path().join("garbage.safetensors");
-    std::fs::write(&garbage, (0..4096u32).map(|i| (i * 2_654_435_761u32 >> 24) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &garbage,
+        (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let long: Vec<String> = (0..257).map(|i| (i % 100).to_string()).collect();
     let long = long.join(",");
 
     assert_clean_failure(&["inspect", missing.to_str().unwrap()]);
-    assert_clean_failure(&["score", "--model", missing.to_str().unwrap(), "--token-ids", "1,2"]);
+    assert_clean_failure(&[
+        "score",
+        "--model",
+        missing.to_str().unwrap(),
+        "--token-ids",
+        "1,2",
+    ]);
     assert_clean_failure(&["inspect", garbage.to_str().unwrap()]);
-    assert_clean_failure(&["generate", "--model", garbage.to_str().unwrap(), "--token-ids", "1"]);
-    assert_clean_failure(&["generate", "--model", ms, "--token-ids", "1", "--top-p", "abc"]);
-    assert_clean_failure(&["generate", "--model", ms, "--token-ids", "1", "--top-p", "1.5"]);
+    assert_clean_failure(&[
+        "generate",
+        "--model",
+        garbage.to_str().unwrap(),
+        "--token-ids",
+        "1",
+    ]);
+    assert_clean_failure(&[
+        "generate",
+        "--model",
+        ms,
+        "--token-ids",
+        "1",
+        "--top-p",
+        "abc",
+    ]);
+    assert_clean_failure(&[
+        "generate",
+        "--model",
+        ms,
+        "--token-ids",
+        "1",
+        "--top-p",
+        "1.5",
+    ]);
     assert_clean_failure(&["generate", "--model", ms, "--token-ids", "1,512"]);
     assert_clean_failure(&["score", "--model", ms, "--token-ids", "1,99999"]);
     assert_clean_failure(&["score", "--model", ms, "--token-ids", "1,x"]);
     assert_clean_failure(&["score", "--model", ms, "--token-ids", "1"]);
     assert_clean_failure(&["generate", "--model", ms, "--token-ids", &long]);
     assert_clean_failure(&["score", "--model", ms, "--token-ids", &long]);
-    assert_clean_failure(&["init", "--preset", "7b", "--out", dir.path().join("x").to_str().unwrap()]);
+    assert_clean_failure(&[
+        "init",
+        "--preset",
+        "7b",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
     assert_clean_failure(&["generate", "--model", ms, "--prompt", "hi"]);
 }
 
 #[test]
 fn tokenizer_round_trip() {
-    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gpt-neox-20b-tokenizer.json");
+    let tok =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gpt-neox-20b-tokenizer.json");
     if !tok.exists() {
         eprintln!("skipping: {} not found", tok.display());
         return;
     }
     let t = tok.to_str().unwrap();
-    let v = json(&["tokenize", "--tokenizer", t, "--text", "Hello world", "--json"]);
+    let v = json(&[
+        "tokenize",
+        "--tokenizer",
+        t,
+        "--text",
+        "Hello world",
+        "--json",
+    ]);
     assert_eq!(v["ids"], serde_json::json!([12092, 1533]));
-    assert_eq!(ok(&["tokenize", "--tokenizer", t, "--text", "Hello world"]).trim(), "12092,1533");
+    assert_eq!(
+        ok(&["tokenize", "--tokenizer", t, "--text", "Hello world"]).trim(),
+        "12092,1533"
+    );
 }

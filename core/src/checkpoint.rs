@@ -7,7 +7,7 @@
 //! tensors are borrowed from the bytes, never copied; f16 and bf16 are widened to f32.
 
 use crate::config::{Config, ConfigError};
-use crate::model::{tensor_specs, Model, ModelError, Weight};
+use crate::model::{tensor_specs, tensor_specs_iter, Model, ModelError, Weight};
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -50,7 +50,9 @@ impl Dtype {
     }
 
     pub fn parse(s: &str) -> Option<Dtype> {
-        [Dtype::F32, Dtype::F16, Dtype::BF16].into_iter().find(|d| d.name().eq_ignore_ascii_case(s))
+        [Dtype::F32, Dtype::F16, Dtype::BF16]
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -58,25 +60,56 @@ impl Dtype {
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoadError {
     /// Fewer than the 8 bytes of the header length.
-    TooShort { len: usize },
-    HeaderTooLarge { header_len: u64 },
-    HeaderPastEnd { header_len: u64, file_len: usize },
+    TooShort {
+        len: usize,
+    },
+    HeaderTooLarge {
+        header_len: u64,
+    },
+    HeaderPastEnd {
+        header_len: u64,
+        file_len: usize,
+    },
     InvalidJson(String),
     /// A header entry that is not `{dtype, shape, data_offsets}`.
-    MalformedEntry { name: String, reason: &'static str },
+    MalformedEntry {
+        name: String,
+        reason: &'static str,
+    },
     NotTokenFormer,
     MissingConfig,
     InvalidConfig(String),
     Config(ConfigError),
     MissingTensor(String),
     UnknownTensor(String),
-    UnsupportedDtype { name: String, dtype: String },
-    WrongShape { name: String, expected: Vec<usize>, got: Vec<usize> },
-    ShapeOverflow { name: String },
+    UnsupportedDtype {
+        name: String,
+        dtype: String,
+    },
+    WrongShape {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    ShapeOverflow {
+        name: String,
+    },
     /// data_offsets whose span does not equal numel · dtype size.
-    BadOffsets { name: String, start: u64, end: u64, expected_bytes: u64 },
-    OutOfBounds { name: String, end: u64, data_len: u64 },
-    Overlap { first: String, second: String },
+    BadOffsets {
+        name: String,
+        start: u64,
+        end: u64,
+        expected_bytes: u64,
+    },
+    OutOfBounds {
+        name: String,
+        end: u64,
+        data_len: u64,
+    },
+    Overlap {
+        first: String,
+        second: String,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -158,7 +191,10 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<Safetensors<'_>, LoadError> {
         return Err(LoadError::HeaderTooLarge { header_len });
     }
     if header_len > (bytes.len() - 8) as u64 {
-        return Err(LoadError::HeaderPastEnd { header_len, file_len: bytes.len() });
+        return Err(LoadError::HeaderPastEnd {
+            header_len,
+            file_len: bytes.len(),
+        });
     }
     let header = &bytes[8..8 + header_len as usize];
     let data = &bytes[8 + header_len as usize..];
@@ -169,9 +205,14 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<Safetensors<'_>, LoadError> {
     let mut tensors = Vec::new();
     let mut spans: Vec<(u64, u64, usize)> = Vec::new();
     for (name, entry) in json {
-        let bad = |reason| LoadError::MalformedEntry { name: name.clone(), reason };
+        let bad = |reason| LoadError::MalformedEntry {
+            name: name.clone(),
+            reason,
+        };
         if name == "__metadata__" {
-            let obj = entry.as_object().ok_or_else(|| bad("must be an object of strings"))?;
+            let obj = entry
+                .as_object()
+                .ok_or_else(|| bad("must be an object of strings"))?;
             for (k, v) in obj {
                 let v = v.as_str().ok_or_else(|| bad("values must be strings"))?;
                 metadata.insert(k.clone(), v.to_string());
@@ -179,21 +220,39 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<Safetensors<'_>, LoadError> {
             continue;
         }
         let obj = entry.as_object().ok_or_else(|| bad("must be an object"))?;
-        if obj.keys().any(|k| !matches!(k.as_str(), "dtype" | "shape" | "data_offsets")) {
+        if obj
+            .keys()
+            .any(|k| !matches!(k.as_str(), "dtype" | "shape" | "data_offsets"))
+        {
             return Err(bad("has a field other than dtype, shape, data_offsets"));
         }
-        let dtype = obj.get("dtype").and_then(Value::as_str).ok_or_else(|| bad("dtype must be a string"))?;
-        let shape_v = obj.get("shape").and_then(Value::as_array).ok_or_else(|| bad("shape must be an array"))?;
+        let dtype = obj
+            .get("dtype")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("dtype must be a string"))?;
+        let shape_v = obj
+            .get("shape")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("shape must be an array"))?;
         let mut shape = Vec::with_capacity(shape_v.len().min(8));
         for s in shape_v {
-            let s = s.as_u64().ok_or_else(|| bad("shape entries must be non-negative integers"))?;
-            shape.push(usize::try_from(s).map_err(|_| LoadError::ShapeOverflow { name: name.clone() })?);
+            let s = s
+                .as_u64()
+                .ok_or_else(|| bad("shape entries must be non-negative integers"))?;
+            shape.push(
+                usize::try_from(s).map_err(|_| LoadError::ShapeOverflow { name: name.clone() })?,
+            );
         }
-        let offs = obj.get("data_offsets").and_then(Value::as_array).ok_or_else(|| bad("data_offsets must be an array"))?;
+        let offs = obj
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("data_offsets must be an array"))?;
         let (start, end) = match offs.as_slice() {
             [a, b] => (
-                a.as_u64().ok_or_else(|| bad("data_offsets must be integers"))?,
-                b.as_u64().ok_or_else(|| bad("data_offsets must be integers"))?,
+                a.as_u64()
+                    .ok_or_else(|| bad("data_offsets must be integers"))?,
+                b.as_u64()
+                    .ok_or_else(|| bad("data_offsets must be integers"))?,
             ),
             _ => return Err(bad("data_offsets must have two entries")),
         };
@@ -202,15 +261,32 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<Safetensors<'_>, LoadError> {
             .try_fold(1usize, |acc, &s| acc.checked_mul(s))
             .ok_or_else(|| LoadError::ShapeOverflow { name: name.clone() })?;
         if let Some(size) = dtype_size(dtype) {
-            let nbytes = numel.checked_mul(size).ok_or_else(|| LoadError::ShapeOverflow { name: name.clone() })? as u64;
+            let nbytes = numel
+                .checked_mul(size)
+                .ok_or_else(|| LoadError::ShapeOverflow { name: name.clone() })?
+                as u64;
             if end < start || end - start != nbytes {
-                return Err(LoadError::BadOffsets { name: name.clone(), start, end, expected_bytes: nbytes });
+                return Err(LoadError::BadOffsets {
+                    name: name.clone(),
+                    start,
+                    end,
+                    expected_bytes: nbytes,
+                });
             }
         } else if end < start {
-            return Err(LoadError::BadOffsets { name: name.clone(), start, end, expected_bytes: 0 });
+            return Err(LoadError::BadOffsets {
+                name: name.clone(),
+                start,
+                end,
+                expected_bytes: 0,
+            });
         }
         if end > data.len() as u64 {
-            return Err(LoadError::OutOfBounds { name: name.clone(), end, data_len: data.len() as u64 });
+            return Err(LoadError::OutOfBounds {
+                name: name.clone(),
+                end,
+                data_len: data.len() as u64,
+            });
         }
         spans.push((start, end, tensors.len()));
         tensors.push(RawTensor {
@@ -225,7 +301,10 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<Safetensors<'_>, LoadError> {
         let ((_, end_a, a), (start_b, end_b, b)) = (w[0], w[1]);
         // Empty tensors occupy no bytes and cannot overlap anything.
         if start_b < end_a && start_b < end_b {
-            return Err(LoadError::Overlap { first: tensors[a].name.clone(), second: tensors[b].name.clone() });
+            return Err(LoadError::Overlap {
+                first: tensors[a].name.clone(),
+                second: tensors[b].name.clone(),
+            });
         }
     }
     Ok(Safetensors { metadata, tensors })
@@ -237,7 +316,8 @@ pub fn read_config(metadata: &BTreeMap<String, String>) -> Result<Config, LoadEr
         return Err(LoadError::NotTokenFormer);
     }
     let json = metadata.get(CONFIG_KEY).ok_or(LoadError::MissingConfig)?;
-    let cfg: Config = serde_json::from_str(json).map_err(|e| LoadError::InvalidConfig(e.to_string()))?;
+    let cfg: Config =
+        serde_json::from_str(json).map_err(|e| LoadError::InvalidConfig(e.to_string()))?;
     cfg.validate().map_err(LoadError::Config)?;
     Ok(cfg)
 }
@@ -246,7 +326,10 @@ pub fn read_config(metadata: &BTreeMap<String, String>) -> Result<Config, LoadEr
 fn to_f32<'a>(t: &RawTensor<'a>) -> Result<Weight<'a>, LoadError> {
     let dtype = Dtype::parse(&t.dtype)
         .filter(|d| d.name() == t.dtype)
-        .ok_or_else(|| LoadError::UnsupportedDtype { name: t.name.clone(), dtype: t.dtype.clone() })?;
+        .ok_or_else(|| LoadError::UnsupportedDtype {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+        })?;
     let b = t.bytes;
     Ok(match dtype {
         Dtype::F32 => {
@@ -254,17 +337,27 @@ fn to_f32<'a>(t: &RawTensor<'a>) -> Result<Weight<'a>, LoadError> {
                 // SAFETY: the pointer is 4-byte aligned, the length is a multiple of 4 (checked
                 // against the shape when parsing), every bit pattern is a valid f32, and the
                 // slice borrows `b` for its lifetime.
-                Cow::Borrowed(unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4) })
+                Cow::Borrowed(unsafe {
+                    core::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4)
+                })
             } else {
-                Cow::Owned(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+                Cow::Owned(
+                    b.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                )
             }
         }
-        Dtype::F16 => {
-            Cow::Owned(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
-        }
-        Dtype::BF16 => {
-            Cow::Owned(b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect())
-        }
+        Dtype::F16 => Cow::Owned(
+            b.chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        ),
+        Dtype::BF16 => Cow::Owned(
+            b.chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        ),
     })
 }
 
@@ -272,13 +365,21 @@ fn to_f32<'a>(t: &RawTensor<'a>) -> Result<Weight<'a>, LoadError> {
 pub fn load(bytes: &[u8]) -> Result<Model<'_>, LoadError> {
     let st = parse_safetensors(bytes)?;
     let config = read_config(&st.metadata)?;
-    let mut by_name: BTreeMap<&str, &RawTensor> = st.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-    let specs = tensor_specs(&config);
-    let mut weights = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        let t = by_name.remove(spec.name.as_str()).ok_or_else(|| LoadError::MissingTensor(spec.name.clone()))?;
+    let mut by_name: BTreeMap<&str, &RawTensor> =
+        st.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    // Specs are generated lazily and the loop stops at the first missing tensor, so a hostile
+    // config (millions of layers in a tiny file) costs no more memory than the file holds.
+    let mut weights = Vec::new();
+    for spec in tensor_specs_iter(&config) {
+        let t = by_name
+            .remove(spec.name.as_str())
+            .ok_or_else(|| LoadError::MissingTensor(spec.name.clone()))?;
         if t.shape != spec.shape {
-            return Err(LoadError::WrongShape { name: spec.name.clone(), expected: spec.shape.clone(), got: t.shape.clone() });
+            return Err(LoadError::WrongShape {
+                name: spec.name.clone(),
+                expected: spec.shape.clone(),
+                got: t.shape.clone(),
+            });
         }
         weights.push(to_f32(t)?);
     }
@@ -296,7 +397,10 @@ pub fn load(bytes: &[u8]) -> Result<Model<'_>, LoadError> {
 pub fn header(config: &Config, dtype: Dtype, extra_metadata: &[(&str, &str)]) -> Vec<u8> {
     let mut meta = serde_json::Map::new();
     meta.insert(FORMAT_KEY.into(), FORMAT_VALUE.into());
-    meta.insert(CONFIG_KEY.into(), serde_json::to_string(config).unwrap_or_default().into());
+    meta.insert(
+        CONFIG_KEY.into(),
+        serde_json::to_string(config).unwrap_or_default().into(),
+    );
     for (k, v) in extra_metadata {
         meta.insert((*k).into(), (*v).into());
     }

@@ -84,10 +84,23 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConfigError {
     Zero(&'static str),
-    HeadsDoNotDivide { d_model: usize, n_heads: usize },
-    OddRotaryDims { head_dim: usize, rotary_pct: f32, rotary_dims: usize },
-    BadFloat { field: &'static str, value: f32 },
-    TokenizerVocabTooLarge { tokenizer_vocab: usize, vocab_size: usize },
+    HeadsDoNotDivide {
+        d_model: usize,
+        n_heads: usize,
+    },
+    OddRotaryDims {
+        head_dim: usize,
+        rotary_pct: f32,
+        rotary_dims: usize,
+    },
+    BadFloat {
+        field: &'static str,
+        value: f32,
+    },
+    TokenizerVocabTooLarge {
+        tokenizer_vocab: usize,
+        vocab_size: usize,
+    },
     TooLarge(&'static str),
     UnknownPreset(String),
 }
@@ -99,7 +112,11 @@ impl fmt::Display for ConfigError {
             ConfigError::HeadsDoNotDivide { d_model, n_heads } => {
                 write!(f, "d_model {d_model} is not divisible by n_heads {n_heads}")
             }
-            ConfigError::OddRotaryDims { head_dim, rotary_pct, rotary_dims } => write!(
+            ConfigError::OddRotaryDims {
+                head_dim,
+                rotary_pct,
+                rotary_dims,
+            } => write!(
                 f,
                 "rotary_pct {rotary_pct} of head_dim {head_dim} gives {rotary_dims} rotary dims; \
                  GPT-NeoX rotary needs an even count"
@@ -107,13 +124,20 @@ impl fmt::Display for ConfigError {
             ConfigError::BadFloat { field, value } => {
                 write!(f, "config field `{field}` has invalid value {value}")
             }
-            ConfigError::TokenizerVocabTooLarge { tokenizer_vocab, vocab_size } => write!(
+            ConfigError::TokenizerVocabTooLarge {
+                tokenizer_vocab,
+                vocab_size,
+            } => write!(
                 f,
                 "tokenizer_vocab {tokenizer_vocab} exceeds the embedding's vocab_size {vocab_size}"
             ),
             ConfigError::TooLarge(what) => write!(f, "config is too large: {what} overflows"),
             ConfigError::UnknownPreset(p) => {
-                write!(f, "unknown preset `{p}` (expected one of: {})", Config::PRESETS.join(", "))
+                write!(
+                    f,
+                    "unknown preset `{p}` (expected one of: {})",
+                    Config::PRESETS.join(", ")
+                )
             }
         }
     }
@@ -122,6 +146,9 @@ impl fmt::Display for ConfigError {
 /// Largest dimension a config may name: keeps every size product far from overflow and every
 /// allocation bounded (2^24 ≈ 16.7M rows or columns).
 const MAX_DIM: usize = 1 << 24;
+/// Largest parameter count or KV-cache element count a config may imply (2^40, about 1.1T):
+/// past every real model, and small enough that byte sizes fit in u64 with room to spare.
+const MAX_ELEMENTS: usize = 1 << 40;
 
 impl Config {
     pub const PRESETS: [&'static str; 5] = ["tiny", "150m", "450m", "900m", "1.5b"];
@@ -201,16 +228,28 @@ impl Config {
             }
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
-            return Err(ConfigError::HeadsDoNotDivide { d_model: self.d_model, n_heads: self.n_heads });
+            return Err(ConfigError::HeadsDoNotDivide {
+                d_model: self.d_model,
+                n_heads: self.n_heads,
+            });
         }
         if !(self.rotary_pct.is_finite() && (0.0..=1.0).contains(&self.rotary_pct)) {
-            return Err(ConfigError::BadFloat { field: "rotary_pct", value: self.rotary_pct });
+            return Err(ConfigError::BadFloat {
+                field: "rotary_pct",
+                value: self.rotary_pct,
+            });
         }
         if !(self.rotary_base.is_finite() && self.rotary_base > 1.0) {
-            return Err(ConfigError::BadFloat { field: "rotary_base", value: self.rotary_base });
+            return Err(ConfigError::BadFloat {
+                field: "rotary_base",
+                value: self.rotary_base,
+            });
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return Err(ConfigError::BadFloat { field: "layer_norm_eps", value: self.layer_norm_eps });
+            return Err(ConfigError::BadFloat {
+                field: "layer_norm_eps",
+                value: self.layer_norm_eps,
+            });
         }
         let rot = self.rotary_dims();
         if !rot.is_multiple_of(2) {
@@ -227,10 +266,13 @@ impl Config {
             });
         }
         // Every tensor's element count and the total must fit comfortably in usize and u64 bytes.
-        self.checked_params().ok_or(ConfigError::TooLarge("parameter count"))?;
+        self.checked_params()
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or(ConfigError::TooLarge("parameter count"))?;
         self.max_context
             .checked_mul(self.d_model)
             .and_then(|x| x.checked_mul(2 * self.n_layers))
+            .filter(|&n| n <= MAX_ELEMENTS)
             .ok_or(ConfigError::TooLarge("KV cache size"))?;
         Ok(())
     }
@@ -267,8 +309,15 @@ impl Config {
             .checked_mul(3)?
             .checked_add(self.proj_tokens)?
             .checked_add(self.ffn_tokens)?;
-        let layers = self.n_layers.checked_mul(2)?.checked_mul(d)?.checked_mul(per_layer_tokens)?;
-        self.vocab_size.checked_mul(d)?.checked_add(layers)?.checked_add(2 * d)
+        let layers = self
+            .n_layers
+            .checked_mul(2)?
+            .checked_mul(d)?
+            .checked_mul(per_layer_tokens)?;
+        self.vocab_size
+            .checked_mul(d)?
+            .checked_add(layers)?
+            .checked_add(2 * d)
     }
 
     /// vocab·d + L·2d·(3·n_qkv + n_proj + n_ffn) + 2d (the spec's count; tied output head).
@@ -329,7 +378,12 @@ mod tests {
     fn released_parameter_counts_match_the_spec() {
         // The spec's table: 151.9M, 454.2M, 903.3M, 1587.2M; 150M exactly as the issue states.
         assert_eq!(Config::preset("150m").unwrap().param_count(), 151_881_216);
-        for (name, millions) in [("150m", 151.9), ("450m", 454.2), ("900m", 903.3), ("1.5b", 1587.2)] {
+        for (name, millions) in [
+            ("150m", 151.9),
+            ("450m", 454.2),
+            ("900m", 903.3),
+            ("1.5b", 1587.2),
+        ] {
             let c = Config::preset(name).unwrap();
             c.validate().unwrap();
             let n = c.param_count();
@@ -342,22 +396,34 @@ mod tests {
     fn validation_names_the_field() {
         let mut c = Config::preset("tiny").unwrap();
         c.n_heads = 5;
-        assert!(matches!(c.validate(), Err(ConfigError::HeadsDoNotDivide { .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::HeadsDoNotDivide { .. })
+        ));
         let mut c = Config::preset("tiny").unwrap();
         c.ffn_tokens = 0;
         assert_eq!(c.validate(), Err(ConfigError::Zero("ffn_tokens")));
         let mut c = Config::preset("tiny").unwrap();
         c.tokenizer_vocab = c.vocab_size + 1;
-        assert!(matches!(c.validate(), Err(ConfigError::TokenizerVocabTooLarge { .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TokenizerVocabTooLarge { .. })
+        ));
         let mut c = Config::preset("tiny").unwrap();
         c.d_model = 12;
         c.n_heads = 1; // rotary dims = 3: odd
-        assert!(matches!(c.validate(), Err(ConfigError::OddRotaryDims { .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::OddRotaryDims { .. })
+        ));
         let mut c = Config::preset("tiny").unwrap();
         c.d_model = MAX_DIM;
         c.n_layers = MAX_DIM;
         c.n_heads = 1;
         assert!(matches!(c.validate(), Err(ConfigError::TooLarge(_))));
-        assert!(matches!(Config::preset("7b"), Err(ConfigError::UnknownPreset(_))));
+        assert!(matches!(
+            Config::preset("7b"),
+            Err(ConfigError::UnknownPreset(_))
+        ));
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::checkpoint::{self, Dtype, LoadError};
 use crate::model::Model;
-use std::fs::{self, File};
 use std::format;
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -33,10 +33,16 @@ impl std::error::Error for FileError {}
 impl ModelFile {
     pub fn open(path: impl AsRef<Path>) -> Result<ModelFile, FileError> {
         let path = path.as_ref().to_path_buf();
-        let io_err = |source| FileError::Io { path: path.clone(), source };
+        let io_err = |source| FileError::Io {
+            path: path.clone(),
+            source,
+        };
         let file = File::open(&path).map_err(io_err)?;
         if file.metadata().map_err(io_err)?.is_dir() {
-            return Err(io_err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory")));
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a directory",
+            )));
         }
         // SAFETY: the map is read-only; as with every mmap-based loader, the file must not be
         // truncated by another process while it is mapped.
@@ -54,18 +60,26 @@ impl ModelFile {
 
     /// Validate and borrow the model.
     pub fn model(&self) -> Result<Model<'_>, FileError> {
-        checkpoint::load(&self.map).map_err(|source| FileError::Load { path: self.path.clone(), source })
+        checkpoint::load(&self.map).map_err(|source| FileError::Load {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
 /// Write a file atomically: a temporary file beside the target, fsync, rename, fsync the
 /// directory. A crash at any point leaves either the old file or the new one, never a mix.
-pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".{}.tmp", std::process::id()));
@@ -89,6 +103,13 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result
 }
 
 /// Save a model as a checkpoint, atomically.
-pub fn save(path: &Path, model: &Model<'_>, dtype: Dtype, extra_metadata: &[(&str, &str)]) -> io::Result<()> {
-    write_atomic(path, |w| checkpoint::write(model, dtype, extra_metadata, |b| w.write_all(b)))
+pub fn save(
+    path: &Path,
+    model: &Model<'_>,
+    dtype: Dtype,
+    extra_metadata: &[(&str, &str)],
+) -> io::Result<()> {
+    write_atomic(path, |w| {
+        checkpoint::write(model, dtype, extra_metadata, |b| w.write_all(b))
+    })
 }

@@ -52,7 +52,8 @@ pub trait Ops {
     /// GPT-NeoX partial rotary embedding at the rows' positions.
     fn rotary(&mut self, x: Self::Act) -> Self::Act;
     /// Causal softmax attention of layer `layer` (k and v join that layer's history, if any).
-    fn attention(&mut self, layer: usize, q: &Self::Act, k: &Self::Act, v: &Self::Act) -> Self::Act;
+    fn attention(&mut self, layer: usize, q: &Self::Act, k: &Self::Act, v: &Self::Act)
+        -> Self::Act;
     /// a + b.
     fn add(&mut self, a: Self::Act, b: &Self::Act) -> Self::Act;
     /// The final LayerNorm, with weight and bias.

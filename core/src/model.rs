@@ -63,17 +63,33 @@ pub struct Model<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelError {
     Config(ConfigError),
-    TensorCount { expected: usize, got: usize },
-    Length { name: String, expected: usize, got: usize },
+    TensorCount {
+        expected: usize,
+        got: usize,
+    },
+    Length {
+        name: String,
+        expected: usize,
+        got: usize,
+    },
 }
 
 impl core::fmt::Display for ModelError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ModelError::Config(e) => write!(f, "{e}"),
-            ModelError::TensorCount { expected, got } => write!(f, "expected {expected} tensors, got {got}"),
-            ModelError::Length { name, expected, got } => {
-                write!(f, "tensor `{name}` has {got} elements, the config needs {expected}")
+            ModelError::TensorCount { expected, got } => {
+                write!(f, "expected {expected} tensors, got {got}")
+            }
+            ModelError::Length {
+                name,
+                expected,
+                got,
+            } => {
+                write!(
+                    f,
+                    "tensor `{name}` has {got} elements, the config needs {expected}"
+                )
             }
         }
     }
@@ -112,23 +128,55 @@ impl TensorSpec {
 /// | `layers.{i}.{q,k,v,o,ffn}.values` | [n, d] |
 /// | `final_norm.weight`, `final_norm.bias` | [d] |
 pub fn tensor_specs(cfg: &Config) -> Vec<TensorSpec> {
+    tensor_specs_iter(cfg).collect()
+}
+
+/// Number of tensors a model with this config has, without building their names.
+pub fn tensor_count(cfg: &Config) -> Option<usize> {
+    cfg.n_layers
+        .checked_mul(2 * Proj::ALL.len())?
+        .checked_add(3)
+}
+
+/// The specs of `tensor_specs`, generated lazily: a loader can stop at the first missing tensor
+/// without materialising millions of names for a hostile config.
+pub fn tensor_specs_iter(cfg: &Config) -> impl Iterator<Item = TensorSpec> + '_ {
     let d = cfg.d_model;
-    let mut v = Vec::with_capacity(2 + 10 * cfg.n_layers + 1);
-    v.push(TensorSpec { name: "embedding".into(), shape: vec![cfg.vocab_size, d], role: Role::Embedding });
-    for l in 0..cfg.n_layers {
-        for p in Proj::ALL {
+    let embedding = TensorSpec {
+        name: "embedding".into(),
+        shape: vec![cfg.vocab_size, d],
+        role: Role::Embedding,
+    };
+    let layers = (0..cfg.n_layers).flat_map(move |l| {
+        Proj::ALL.into_iter().flat_map(move |p| {
             let n = cfg.tokens(p.kind());
-            v.push(TensorSpec { name: format!("layers.{l}.{}.keys", p.name()), shape: vec![n, d], role: Role::Keys(l, p) });
-            v.push(TensorSpec {
-                name: format!("layers.{l}.{}.values", p.name()),
-                shape: vec![n, d],
-                role: Role::Values(l, p),
-            });
-        }
-    }
-    v.push(TensorSpec { name: "final_norm.weight".into(), shape: vec![d], role: Role::FinalNormWeight });
-    v.push(TensorSpec { name: "final_norm.bias".into(), shape: vec![d], role: Role::FinalNormBias });
-    v
+            [
+                TensorSpec {
+                    name: format!("layers.{l}.{}.keys", p.name()),
+                    shape: vec![n, d],
+                    role: Role::Keys(l, p),
+                },
+                TensorSpec {
+                    name: format!("layers.{l}.{}.values", p.name()),
+                    shape: vec![n, d],
+                    role: Role::Values(l, p),
+                },
+            ]
+        })
+    });
+    let norms = [
+        TensorSpec {
+            name: "final_norm.weight".into(),
+            shape: vec![d],
+            role: Role::FinalNormWeight,
+        },
+        TensorSpec {
+            name: "final_norm.bias".into(),
+            shape: vec![d],
+            role: Role::FinalNormBias,
+        },
+    ];
+    core::iter::once(embedding).chain(layers).chain(norms)
 }
 
 impl<'a> Model<'a> {
@@ -137,11 +185,18 @@ impl<'a> Model<'a> {
         config.validate().map_err(ModelError::Config)?;
         let specs = tensor_specs(&config);
         if specs.len() != tensors.len() {
-            return Err(ModelError::TensorCount { expected: specs.len(), got: tensors.len() });
+            return Err(ModelError::TensorCount {
+                expected: specs.len(),
+                got: tensors.len(),
+            });
         }
         for (s, t) in specs.iter().zip(&tensors) {
             if s.numel() != t.len() {
-                return Err(ModelError::Length { name: s.name.clone(), expected: s.numel(), got: t.len() });
+                return Err(ModelError::Length {
+                    name: s.name.clone(),
+                    expected: s.numel(),
+                    got: t.len(),
+                });
             }
         }
         let mut it = tensors.into_iter();
@@ -149,14 +204,24 @@ impl<'a> Model<'a> {
         let embedding = next();
         let mut layers = Vec::with_capacity(config.n_layers);
         for _ in 0..config.n_layers {
-            let mut pw = || PattentionWeights { keys: next(), values: next() };
+            let mut pw = || PattentionWeights {
+                keys: next(),
+                values: next(),
+            };
             let (q, k, v, o, ffn) = (pw(), pw(), pw(), pw(), pw());
             layers.push(LayerWeights { q, k, v, o, ffn });
         }
         let final_norm_weight = next();
         let final_norm_bias = next();
-        let rope = RopeTable::new(config.rotary_dims(), config.rotary_base, config.max_context);
-        Ok(Model { config, embedding, layers, final_norm_weight, final_norm_bias, rope })
+        let rope = RopeTable::new(config.rotary_dims(), config.rotary_base);
+        Ok(Model {
+            config,
+            embedding,
+            layers,
+            final_norm_weight,
+            final_norm_bias,
+            rope,
+        })
     }
 
     /// The tensors in `tensor_specs` order (for writing checkpoints).
@@ -167,14 +232,23 @@ impl<'a> Model<'a> {
     /// A copy that owns all of its weights.
     pub fn into_owned(self) -> Model<'static> {
         let own = |w: Weight<'a>| -> Weight<'static> { Cow::Owned(w.into_owned()) };
-        let pw = |p: PattentionWeights<'a>| PattentionWeights { keys: own(p.keys), values: own(p.values) };
+        let pw = |p: PattentionWeights<'a>| PattentionWeights {
+            keys: own(p.keys),
+            values: own(p.values),
+        };
         Model {
             config: self.config,
             embedding: own(self.embedding),
             layers: self
                 .layers
                 .into_iter()
-                .map(|l| LayerWeights { q: pw(l.q), k: pw(l.k), v: pw(l.v), o: pw(l.o), ffn: pw(l.ffn) })
+                .map(|l| LayerWeights {
+                    q: pw(l.q),
+                    k: pw(l.k),
+                    v: pw(l.v),
+                    o: pw(l.o),
+                    ffn: pw(l.ffn),
+                })
                 .collect(),
             final_norm_weight: own(self.final_norm_weight),
             final_norm_bias: own(self.final_norm_bias),
@@ -184,7 +258,11 @@ impl<'a> Model<'a> {
 
     /// How many weight bytes are borrowed from the file (not copied).
     pub fn borrowed_bytes(&self) -> usize {
-        self.weights().iter().filter(|w| matches!(w, Cow::Borrowed(_))).map(|w| w.len() * 4).sum()
+        self.weights()
+            .iter()
+            .filter(|w| matches!(w, Cow::Borrowed(_)))
+            .map(|w| w.len() * 4)
+            .sum()
     }
 
     fn weights(&self) -> Vec<&Weight<'a>> {

@@ -18,7 +18,9 @@ impl Rng {
             x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             x ^ (x >> 31)
         };
-        Rng { s: [next(), next(), next(), next()] }
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -64,7 +66,11 @@ pub struct SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95 }
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+        }
     }
 }
 
@@ -88,7 +94,11 @@ pub fn argmax(x: &[f32]) -> usize {
 
 impl Sampler {
     pub fn new(config: SamplerConfig, seed: u64) -> Sampler {
-        Sampler { config, rng: Rng::new(seed), scratch: Vec::new() }
+        Sampler {
+            config,
+            rng: Rng::new(seed),
+            scratch: Vec::new(),
+        }
     }
 
     /// Pick an id from `logits[..allowed]`: ids at or past `allowed` (the embedding's padding

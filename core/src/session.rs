@@ -17,7 +17,11 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn zeros(rows: usize, cols: usize) -> Tensor {
-        Tensor { rows, cols, data: vec![0.0; rows * cols] }
+        Tensor {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
     }
 
     pub fn row(&self, i: usize) -> &[f32] {
@@ -28,7 +32,11 @@ impl Tensor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionError {
     /// Feeding these tokens would pass the model's context length.
-    ContextFull { position: usize, requested: usize, max_context: usize },
+    ContextFull {
+        position: usize,
+        requested: usize,
+        max_context: usize,
+    },
     /// A token id at or past the embedding's rows.
     TokenOutOfRange { token: u32, vocab_size: usize },
     /// No tokens were given.
@@ -61,11 +69,17 @@ pub struct KvCache {
 
 impl KvCache {
     fn new(layers: usize) -> KvCache {
-        KvCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers] }
+        KvCache {
+            k: vec![Vec::new(); layers],
+            v: vec![Vec::new(); layers],
+        }
     }
 
     fn clear(&mut self) {
-        self.k.iter_mut().chain(self.v.iter_mut()).for_each(Vec::clear);
+        self.k
+            .iter_mut()
+            .chain(self.v.iter_mut())
+            .for_each(Vec::clear);
     }
 
     /// Bytes currently held.
@@ -83,7 +97,11 @@ pub struct Session<'m, 'a> {
 
 impl<'m, 'a> Session<'m, 'a> {
     pub fn new(model: &'m Model<'a>) -> Self {
-        Session { model, cache: KvCache::new(model.config.n_layers), pos: 0 }
+        Session {
+            model,
+            cache: KvCache::new(model.config.n_layers),
+            pos: 0,
+        }
     }
 
     /// Tokens already in the cache.
@@ -120,7 +138,10 @@ impl<'m, 'a> Session<'m, 'a> {
             return Err(SessionError::Empty);
         }
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(SessionError::TokenOutOfRange { token, vocab_size: cfg.vocab_size });
+            return Err(SessionError::TokenOutOfRange {
+                token,
+                vocab_size: cfg.vocab_size,
+            });
         }
         if self.pos + tokens.len() > cfg.max_context {
             return Err(SessionError::ContextFull {
@@ -129,7 +150,12 @@ impl<'m, 'a> Session<'m, 'a> {
                 max_context: cfg.max_context,
             });
         }
-        let mut ops = Infer { model: self.model, cache: &mut self.cache, pos0: self.pos, all_logits: all };
+        let mut ops = Infer {
+            model: self.model,
+            cache: &mut self.cache,
+            pos0: self.pos,
+            all_logits: all,
+        };
         let logits = graph::forward(&mut ops, cfg, tokens);
         self.pos += tokens.len();
         Ok(logits)
@@ -168,12 +194,22 @@ impl Ops for Infer<'_, '_, '_> {
         let d_out = w.values.len() / w.tokens(d_in);
         let mut out = Tensor::zeros(x.rows, d_out);
         let cfg = &self.model.config;
-        pattention::pattention(&x.data, &w.keys, &w.values, d_in, cfg.norm, self.model.scale_tokens(p), &mut out.data);
+        pattention::pattention(
+            &x.data,
+            &w.keys,
+            &w.values,
+            d_in,
+            cfg.norm,
+            self.model.scale_tokens(p),
+            &mut out.data,
+        );
         out
     }
 
     fn rotary(&mut self, mut x: Tensor) -> Tensor {
-        self.model.rope.apply(&mut x.data, x.cols, self.model.config.head_dim(), self.pos0);
+        self.model
+            .rope
+            .apply(&mut x.data, x.cols, self.model.config.head_dim(), self.pos0);
         x
     }
 
@@ -183,7 +219,15 @@ impl Ops for Infer<'_, '_, '_> {
         kc.extend_from_slice(&k.data);
         vc.extend_from_slice(&v.data);
         let mut out = Tensor::zeros(q.rows, q.cols);
-        attention::causal_attention(&q.data, kc, vc, q.cols, self.model.config.n_heads, self.pos0, &mut out.data);
+        attention::causal_attention(
+            &q.data,
+            kc,
+            vc,
+            q.cols,
+            self.model.config.n_heads,
+            self.pos0,
+            &mut out.data,
+        );
         out
     }
 
@@ -197,9 +241,18 @@ impl Ops for Infer<'_, '_, '_> {
     fn final_norm(&mut self, x: &Tensor) -> Tensor {
         // Only the rows whose logits are wanted need the rest of the model.
         let first = if self.all_logits { 0 } else { x.rows - 1 };
-        let mut y = Tensor { rows: x.rows - first, cols: x.cols, data: x.data[first * x.cols..].to_vec() };
+        let mut y = Tensor {
+            rows: x.rows - first,
+            cols: x.cols,
+            data: x.data[first * x.cols..].to_vec(),
+        };
         let m = self.model;
-        norm::layer_norm_affine(&mut y.data, &m.final_norm_weight, &m.final_norm_bias, m.config.layer_norm_eps);
+        norm::layer_norm_affine(
+            &mut y.data,
+            &m.final_norm_weight,
+            &m.final_norm_bias,
+            m.config.layer_norm_eps,
+        );
         y
     }
 

@@ -5,7 +5,15 @@ use alloc::vec;
 
 /// q: [t, d] at positions pos0..pos0+t; k, v: [pos0 + t, d] (the history plus these rows).
 /// Head h owns dims [h·hd, (h+1)·hd). out: [t, d].
-pub fn causal_attention(q: &[f32], k: &[f32], v: &[f32], d: usize, n_heads: usize, pos0: usize, out: &mut [f32]) {
+pub fn causal_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: usize,
+    n_heads: usize,
+    pos0: usize,
+    out: &mut [f32],
+) {
     let hd = d / n_heads;
     let scale = 1.0 / libm::sqrtf(hd as f32);
     let total = k.len() / d;

@@ -39,7 +39,12 @@ pub fn matmul_nt(x: &[f32], w: &[f32], k: usize, out: &mut [f32]) {
     debug_assert_eq!(out.len(), t * n);
     let mut r = 0;
     while r + 4 <= t {
-        let xs = [&x[r * k..(r + 1) * k], &x[(r + 1) * k..(r + 2) * k], &x[(r + 2) * k..(r + 3) * k], &x[(r + 3) * k..(r + 4) * k]];
+        let xs = [
+            &x[r * k..(r + 1) * k],
+            &x[(r + 1) * k..(r + 2) * k],
+            &x[(r + 2) * k..(r + 3) * k],
+            &x[(r + 3) * k..(r + 4) * k],
+        ];
         for (j, wj) in w.chunks_exact(k).enumerate() {
             for (b, xb) in xs.iter().enumerate() {
                 out[(r + b) * n + j] = dot(xb, wj);

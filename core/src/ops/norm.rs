@@ -26,6 +26,10 @@ pub fn layer_norm_affine(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
 pub fn row_stats(row: &[f32], eps: f32) -> (f64, f64) {
     let n = row.len() as f64;
     let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = row.iter().map(|&v| (v as f64 - mean) * (v as f64 - mean)).sum::<f64>() / n;
+    let var = row
+        .iter()
+        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+        .sum::<f64>()
+        / n;
     (mean, 1.0 / libm::sqrt(var + eps as f64))
 }
