@@ -243,7 +243,11 @@ fn tokenizer_round_trip() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gpt-neox-20b-tokenizer.json");
     if !tok.exists() {
         // CI always has ../shared beside the clone: there a missing file is a failure.
-        assert!(std::env::var_os("CI").is_none(), "{} not found", tok.display());
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} not found",
+            tok.display()
+        );
         eprintln!("SKIPPED: {} not found", tok.display());
         return;
     }
