@@ -60,11 +60,6 @@ pub fn run(a: Args) -> Result<(), String> {
     let mf = common::open_model(&a.model)?;
     let model = mf.model().map_err(|e| e.to_string())?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
-    eprintln!(
-        "loaded {} in {load_ms:.1} ms; {}",
-        a.model.display(),
-        common::memory_report(&model)
-    );
     let cfg = &model.config;
     common::check_ids(&prompt, cfg.vocab_size)?;
     if prompt.len() > cfg.max_context {
@@ -74,6 +69,12 @@ pub fn run(a: Args) -> Result<(), String> {
             cfg.max_context
         ));
     }
+    // Reported only once the input is known good, so a user error stays one line.
+    eprintln!(
+        "loaded {} in {load_ms:.1} ms; {}",
+        a.model.display(),
+        common::memory_report(&model)
+    );
     let mut sampler = Sampler::new(
         SamplerConfig {
             temperature: a.temperature,
