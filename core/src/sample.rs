@@ -23,6 +23,17 @@ impl Rng {
         }
     }
 
+    /// The raw generator state, for checkpoints that must resume bit-identically.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator restored from [`Rng::state`]. An all-zero state would emit only zeros, so it
+    /// is rejected.
+    pub fn from_state(s: [u64; 4]) -> Option<Rng> {
+        (s != [0; 4]).then_some(Rng { s })
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         let r = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;
