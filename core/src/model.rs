@@ -56,7 +56,7 @@ pub struct Model<'a> {
     pub layers: Vec<LayerWeights<'a>>,
     pub final_norm_weight: Weight<'a>,
     pub final_norm_bias: Weight<'a>,
-    pub(crate) rope: RopeTable,
+    pub rope: RopeTable,
 }
 
 /// Why tensors could not be assembled into a model.

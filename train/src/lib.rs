@@ -1,1 +1,16 @@
+//! TokenFormer training: core's model graph walked by a recording backend, with the backward of
+//! every op, AdamW, schedules, data and crash-safe checkpoints.
+//!
+//! - [`backend`]: the device trait (each op's forward and backward) and the CPU backend.
+//! - [`tape`]: the `Ops` implementation that records the graph and runs it backwards.
+//! - [`params`]: parameters in core's tensor order.
+
+pub mod backend;
+pub mod params;
+pub mod tape;
+
+pub use backend::cpu::Cpu;
+pub use backend::{Backend, Rows};
+pub use params::Params;
+pub use tape::Tape;
 pub use tokenformer_core as core;

@@ -28,6 +28,15 @@ impl RopeTable {
 
     /// Rotate rows x[t, d] in place; row i sits at position `pos0 + i`.
     pub fn apply(&self, x: &mut [f32], d: usize, head_dim: usize, pos0: usize) {
+        self.rotate(x, d, head_dim, pos0, false)
+    }
+
+    /// The transpose (inverse) rotation: the backward of [`RopeTable::apply`].
+    pub fn apply_inverse(&self, x: &mut [f32], d: usize, head_dim: usize, pos0: usize) {
+        self.rotate(x, d, head_dim, pos0, true)
+    }
+
+    fn rotate(&self, x: &mut [f32], d: usize, head_dim: usize, pos0: usize, inverse: bool) {
         let h = self.inv_freq.len();
         if h == 0 {
             return;
@@ -39,7 +48,7 @@ impl RopeTable {
             for ((c, s), f) in cos.iter_mut().zip(sin.iter_mut()).zip(&self.inv_freq) {
                 let angle = (pos0 + i) as f32 * f;
                 *c = libm::cosf(angle);
-                *s = libm::sinf(angle);
+                *s = if inverse { -libm::sinf(angle) } else { libm::sinf(angle) };
             }
             for head in row.chunks_exact_mut(head_dim) {
                 let (x1, rest) = head.split_at_mut(h);

@@ -1,0 +1,70 @@
+//! Trainable parameters on a backend, in core's tensor order (`tokenformer_core::model::tensor_specs`),
+//! so checkpoints, growth and the optimizer all index tensors the same way.
+
+use crate::backend::Backend;
+use std::borrow::Cow;
+use tokenformer_core::graph::Proj;
+use tokenformer_core::model::{tensor_specs, Model, ModelError, Role, TensorSpec};
+use tokenformer_core::Config;
+
+pub struct Params<B: Backend> {
+    pub config: Config,
+    pub specs: Vec<TensorSpec>,
+    pub tensors: Vec<B::Buf>,
+}
+
+/// Index of a tensor in `tensor_specs` order.
+pub fn index(cfg: &Config, role: Role) -> usize {
+    let proj = |p: Proj| Proj::ALL.iter().position(|&q| q == p).unwrap_or(0);
+    match role {
+        Role::Embedding => 0,
+        Role::Keys(l, p) => 1 + 2 * (l * Proj::ALL.len() + proj(p)),
+        Role::Values(l, p) => 2 + 2 * (l * Proj::ALL.len() + proj(p)),
+        Role::FinalNormWeight => 1 + 2 * cfg.n_layers * Proj::ALL.len(),
+        Role::FinalNormBias => 2 + 2 * cfg.n_layers * Proj::ALL.len(),
+    }
+}
+
+impl<B: Backend> Params<B> {
+    pub fn from_model(be: &B, model: &Model<'_>) -> Params<B> {
+        let specs = tensor_specs(&model.config);
+        let tensors = model.tensors().into_iter().map(|t| be.upload(t)).collect();
+        Params {
+            config: model.config.clone(),
+            specs,
+            tensors,
+        }
+    }
+
+    /// Zeros shaped like `like` (gradients, optimizer moments).
+    pub fn zeros_like(be: &B, like: &Params<B>) -> Params<B> {
+        Params {
+            config: like.config.clone(),
+            specs: like.specs.clone(),
+            tensors: like.specs.iter().map(|s| be.zeros(s.numel())).collect(),
+        }
+    }
+
+    pub fn get(&self, role: Role) -> &B::Buf {
+        &self.tensors[index(&self.config, role)]
+    }
+
+    pub fn get_mut(&mut self, role: Role) -> &mut B::Buf {
+        let i = index(&self.config, role);
+        &mut self.tensors[i]
+    }
+
+    /// An owned core model of the current values (what checkpoints and inference use).
+    pub fn to_model(&self, be: &B) -> Result<Model<'static>, ModelError> {
+        let t = self
+            .tensors
+            .iter()
+            .map(|b| Cow::Owned(be.download(b)))
+            .collect();
+        Model::from_tensors(self.config.clone(), t)
+    }
+
+    pub fn numel(&self) -> usize {
+        self.specs.iter().map(|s| s.numel()).sum()
+    }
+}
