@@ -4,13 +4,19 @@
 //! - [`backend`]: the device trait (each op's forward and backward) and the CPU backend.
 //! - [`tape`]: the `Ops` implementation that records the graph and runs it backwards.
 //! - [`params`]: parameters in core's tensor order.
+//! - [`optim`]: AdamW, clipping, warmup + cosine; [`trainer`]: one step, accumulation, eval.
+//! - [`checkpoint`]: crash-safe training checkpoints (model + moments + state).
 
 pub mod backend;
+pub mod checkpoint;
+pub mod optim;
 pub mod params;
 pub mod tape;
+pub mod trainer;
 
 pub use backend::cpu::Cpu;
 pub use backend::{Backend, Rows};
 pub use params::Params;
 pub use tape::Tape;
 pub use tokenformer_core as core;
+pub use trainer::{BatchSource, StepStats, TrainConfig, TrainError, Trainer};

@@ -17,13 +17,38 @@ pub type Act = usize;
 
 enum Node<B: Backend> {
     Embed,
-    LayerNorm { x: Act, rstd: B::Buf },
-    Pattention { x: Act, layer: usize, proj: Proj, scores: B::Buf, theta: B::Buf },
-    Rotary { x: Act },
-    Attention { q: Act, k: Act, v: Act, probs: B::Buf },
-    Add { a: Act, b: Act },
-    FinalNorm { x: Act, xhat: B::Buf, rstd: B::Buf },
-    Logits { x: Act },
+    LayerNorm {
+        x: Act,
+        rstd: B::Buf,
+    },
+    Pattention {
+        x: Act,
+        layer: usize,
+        proj: Proj,
+        scores: B::Buf,
+        theta: B::Buf,
+    },
+    Rotary {
+        x: Act,
+    },
+    Attention {
+        q: Act,
+        k: Act,
+        v: Act,
+        probs: B::Buf,
+    },
+    Add {
+        a: Act,
+        b: Act,
+    },
+    FinalNorm {
+        x: Act,
+        xhat: B::Buf,
+        rstd: B::Buf,
+    },
+    Logits {
+        x: Act,
+    },
 }
 
 pub struct Tape<'p, B: Backend> {
@@ -83,9 +108,9 @@ impl<'p, B: Backend> Tape<'p, B> {
     ) -> Vec<f64> {
         let v = self.cfg().vocab_size;
         let mut dlogits = self.be.zeros(targets.len() * v);
-        let losses = self
-            .be
-            .cross_entropy(&self.values[logits], targets, v, grad_scale, &mut dlogits);
+        let losses =
+            self.be
+                .cross_entropy(&self.values[logits], targets, v, grad_scale, &mut dlogits);
         self.backward(logits, dlogits, grads);
         losses
     }
@@ -132,7 +157,10 @@ impl<'p, B: Backend> Tape<'p, B> {
                         n,
                         d,
                         r,
-                        Mat { buf: theta, t: true },
+                        Mat {
+                            buf: theta,
+                            t: true,
+                        },
                         Mat { buf: &dy, t: false },
                         grads.get_mut(Role::Values(*layer, *proj)),
                         true,
@@ -144,7 +172,10 @@ impl<'p, B: Backend> Tape<'p, B> {
                         n,
                         d,
                         Mat { buf: &dy, t: false },
-                        Mat { buf: values, t: true },
+                        Mat {
+                            buf: values,
+                            t: true,
+                        },
                         &mut dtheta,
                         false,
                     );
@@ -165,7 +196,10 @@ impl<'p, B: Backend> Tape<'p, B> {
                         d,
                         r,
                         Mat { buf: &da, t: true },
-                        Mat { buf: &self.values[*x], t: false },
+                        Mat {
+                            buf: &self.values[*x],
+                            t: false,
+                        },
                         grads.get_mut(Role::Keys(*layer, *proj)),
                         true,
                     );
@@ -175,7 +209,10 @@ impl<'p, B: Backend> Tape<'p, B> {
                         d,
                         n,
                         Mat { buf: &da, t: false },
-                        Mat { buf: keys, t: false },
+                        Mat {
+                            buf: keys,
+                            t: false,
+                        },
                         &mut dx,
                         false,
                     );
@@ -187,7 +224,8 @@ impl<'p, B: Backend> Tape<'p, B> {
                     acc(&mut g, *x, dx);
                 }
                 Node::Attention { q, k, v, probs } => {
-                    let (mut dq, mut dk, mut dv) = (be.zeros(r * d), be.zeros(r * d), be.zeros(r * d));
+                    let (mut dq, mut dk, mut dv) =
+                        (be.zeros(r * d), be.zeros(r * d), be.zeros(r * d));
                     be.attention_backward(
                         &self.values[*q],
                         &self.values[*k],
@@ -240,12 +278,23 @@ impl<'p, B: Backend> Tape<'p, B> {
                         d,
                         r,
                         Mat { buf: &dy, t: true },
-                        Mat { buf: &self.values[*x], t: false },
+                        Mat {
+                            buf: &self.values[*x],
+                            t: false,
+                        },
                         grads.get_mut(Role::Embedding),
                         true,
                     );
                     let mut dx = be.zeros(r * d);
-                    be.matmul(r, d, v, Mat { buf: &dy, t: false }, Mat { buf: e, t: false }, &mut dx, false);
+                    be.matmul(
+                        r,
+                        d,
+                        v,
+                        Mat { buf: &dy, t: false },
+                        Mat { buf: e, t: false },
+                        &mut dx,
+                        false,
+                    );
                     acc(&mut g, *x, dx);
                 }
             }
@@ -289,7 +338,10 @@ impl<B: Backend> Ops for Tape<'_, B> {
             r,
             n,
             d,
-            Mat { buf: &self.values[*x], t: false },
+            Mat {
+                buf: &self.values[*x],
+                t: false,
+            },
             Mat { buf: keys, t: true },
             &mut scores,
             false,
@@ -301,8 +353,14 @@ impl<B: Backend> Ops for Tape<'_, B> {
             r,
             d,
             n,
-            Mat { buf: &theta, t: false },
-            Mat { buf: values, t: false },
+            Mat {
+                buf: &theta,
+                t: false,
+            },
+            Mat {
+                buf: values,
+                t: false,
+            },
             &mut out,
             false,
         );
@@ -364,7 +422,8 @@ impl<B: Backend> Ops for Tape<'_, B> {
     fn final_norm(&mut self, x: &Act) -> Act {
         let cfg = self.cfg();
         let (d, eps, r) = (cfg.d_model, cfg.layer_norm_eps, self.rows.count());
-        let (mut xhat, mut rstd, mut y) = (self.be.zeros(r * d), self.be.zeros(r), self.be.zeros(r * d));
+        let (mut xhat, mut rstd, mut y) =
+            (self.be.zeros(r * d), self.be.zeros(r), self.be.zeros(r * d));
         self.be.affine_norm_forward(
             &self.values[*x],
             self.params.get(Role::FinalNormWeight),
@@ -385,8 +444,14 @@ impl<B: Backend> Ops for Tape<'_, B> {
             r,
             v,
             d,
-            Mat { buf: &self.values[*x], t: false },
-            Mat { buf: self.params.get(Role::Embedding), t: true },
+            Mat {
+                buf: &self.values[*x],
+                t: false,
+            },
+            Mat {
+                buf: self.params.get(Role::Embedding),
+                t: true,
+            },
             &mut z,
             false,
         );

@@ -2,8 +2,8 @@
 //! (`support/reference64.rs`), then the whole model's gradient on tiny configs.
 //!
 //! The analytic gradients are f32 (what training uses); the differences are f64 with h = 1e-5,
-//! accurate to ~1e-9. Tolerance: max |analytic − fd| ≤ 2e-3 · max(1, max |fd|) (measured errors
-//! are printed; they are around 1e-5 relative).
+//! accurate to ~1e-9. Tolerance: max |analytic − fd| ≤ 1e-4 · max(1, max |fd|) (measured errors
+//! are printed; the largest is 4.4e-6 relative).
 
 #[path = "support/reference64.rs"]
 mod reference64;
@@ -17,7 +17,7 @@ use tokenformer_train::backend::{Backend, Mat};
 use tokenformer_train::{Cpu, Params, Rows, Tape};
 
 const H: f64 = 1e-5;
-const TOL: f64 = 2e-3;
+const TOL: f64 = 1e-4;
 
 fn randn(rng: &mut Rng, n: usize, std: f64) -> Vec<f64> {
     (0..n).map(|_| rng.normal() * std).collect()
@@ -43,7 +43,13 @@ fn assert_close(what: &str, analytic: &[f32], f: &dyn Fn(&[f64]) -> f64, x: &[f6
     assert_close_at(what, analytic, f, x, &(0..x.len()).collect::<Vec<_>>());
 }
 
-fn assert_close_at(what: &str, analytic: &[f32], f: &dyn Fn(&[f64]) -> f64, x: &[f64], idx: &[usize]) {
+fn assert_close_at(
+    what: &str,
+    analytic: &[f32],
+    f: &dyn Fn(&[f64]) -> f64,
+    x: &[f64],
+    idx: &[usize],
+) {
     let num: Vec<f64> = idx.iter().map(|&i| fd(f, x, i)).collect();
     let scale = num.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let err = idx
@@ -52,7 +58,10 @@ fn assert_close_at(what: &str, analytic: &[f32], f: &dyn Fn(&[f64]) -> f64, x: &
         .map(|(&i, n)| (analytic[i] as f64 - n).abs())
         .fold(0.0, f64::max);
     println!("{what}: max |analytic - fd| = {err:.2e} (scale {scale:.2e})");
-    assert!(err <= TOL * scale, "{what}: error {err:e} > {TOL} · {scale}");
+    assert!(
+        err <= TOL * scale,
+        "{what}: error {err:e} > {TOL} · {scale}"
+    );
 }
 
 /// L = Σ w ⊙ y: the upstream gradient is w.
@@ -77,7 +86,10 @@ fn theta_backward_matches_finite_differences() {
             let mut da = vec![0.0; rows * n];
             be.theta_backward(&a32, &s, &w32, n, norm, scale_n, &mut da);
             let f = |x: &[f64]| {
-                let y: Vec<f64> = x.chunks(n).flat_map(|r| r64::theta(r, norm, scale_n)).collect();
+                let y: Vec<f64> = x
+                    .chunks(n)
+                    .flat_map(|r| r64::theta(r, norm, scale_n))
+                    .collect();
                 weighted(&w, &y)
             };
             assert_close(&format!("theta {norm} scale_n {scale_n}"), &da, &f, &a);
@@ -110,12 +122,43 @@ fn affine_norm_backward_matches_finite_differences() {
     let gb = f64s(&f32s(&randn(&mut rng, d, 1.0)));
     let w = randn(&mut rng, rows * d, 1.0);
     let (mut xhat, mut rstd, mut y) = (vec![0.0; rows * d], vec![0.0; rows], vec![0.0; rows * d]);
-    be.affine_norm_forward(&f32s(&x), &f32s(&gw), &f32s(&gb), 1e-5, &mut xhat, &mut rstd, &mut y);
+    be.affine_norm_forward(
+        &f32s(&x),
+        &f32s(&gw),
+        &f32s(&gb),
+        1e-5,
+        &mut xhat,
+        &mut rstd,
+        &mut y,
+    );
     let (mut dx, mut dw, mut db) = (vec![0.0; rows * d], vec![0.0; d], vec![0.0; d]);
-    be.affine_norm_backward(&xhat, &rstd, &f32s(&gw), &f32s(&w), &mut dx, &mut dw, &mut db);
-    assert_close("affine_norm dx", &dx, &|x| weighted(&w, &r64::affine_norm(x, &gw, &gb, 1e-5)), &x);
-    assert_close("affine_norm dw", &dw, &|p| weighted(&w, &r64::affine_norm(&x, p, &gb, 1e-5)), &gw);
-    assert_close("affine_norm db", &db, &|p| weighted(&w, &r64::affine_norm(&x, &gw, p, 1e-5)), &gb);
+    be.affine_norm_backward(
+        &xhat,
+        &rstd,
+        &f32s(&gw),
+        &f32s(&w),
+        &mut dx,
+        &mut dw,
+        &mut db,
+    );
+    assert_close(
+        "affine_norm dx",
+        &dx,
+        &|x| weighted(&w, &r64::affine_norm(x, &gw, &gb, 1e-5)),
+        &x,
+    );
+    assert_close(
+        "affine_norm dw",
+        &dw,
+        &|p| weighted(&w, &r64::affine_norm(&x, p, &gb, 1e-5)),
+        &gw,
+    );
+    assert_close(
+        "affine_norm db",
+        &db,
+        &|p| weighted(&w, &r64::affine_norm(&x, &gw, p, 1e-5)),
+        &gb,
+    );
 }
 
 #[test]
@@ -145,17 +188,55 @@ fn attention_backward_matches_finite_differences() {
     let v = f64s(&f32s(&randn(&mut rng, n, 1.0)));
     let w = randn(&mut rng, n, 1.0);
     let (mut out, mut probs) = (vec![0.0; n], vec![0.0; batch * heads * seq * seq]);
-    be.attention_forward(&f32s(&q), &f32s(&k), &f32s(&v), rows, d, heads, &mut out, &mut probs);
+    be.attention_forward(
+        &f32s(&q),
+        &f32s(&k),
+        &f32s(&v),
+        rows,
+        d,
+        heads,
+        &mut out,
+        &mut probs,
+    );
     let reference = r64::attention(&q, &k, &v, seq, d, heads);
-    let fwd_err = out.iter().zip(&reference).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+    let fwd_err = out
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max);
     assert!(fwd_err < 1e-5, "attention forward error {fwd_err:e}");
     let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     be.attention_backward(
-        &f32s(&q), &f32s(&k), &f32s(&v), &probs, &f32s(&w), rows, d, heads, &mut dq, &mut dk, &mut dv,
+        &f32s(&q),
+        &f32s(&k),
+        &f32s(&v),
+        &probs,
+        &f32s(&w),
+        rows,
+        d,
+        heads,
+        &mut dq,
+        &mut dk,
+        &mut dv,
     );
-    assert_close("attention dq", &dq, &|x| weighted(&w, &r64::attention(x, &k, &v, seq, d, heads)), &q);
-    assert_close("attention dk", &dk, &|x| weighted(&w, &r64::attention(&q, x, &v, seq, d, heads)), &k);
-    assert_close("attention dv", &dv, &|x| weighted(&w, &r64::attention(&q, &k, x, seq, d, heads)), &v);
+    assert_close(
+        "attention dq",
+        &dq,
+        &|x| weighted(&w, &r64::attention(x, &k, &v, seq, d, heads)),
+        &q,
+    );
+    assert_close(
+        "attention dk",
+        &dk,
+        &|x| weighted(&w, &r64::attention(&q, x, &v, seq, d, heads)),
+        &k,
+    );
+    assert_close(
+        "attention dv",
+        &dv,
+        &|x| weighted(&w, &r64::attention(&q, &k, x, seq, d, heads)),
+        &v,
+    );
 }
 
 #[test]
@@ -170,7 +251,12 @@ fn cross_entropy_gradient_matches_finite_differences() {
     let mean = losses.iter().sum::<f64>() / rows as f64;
     let reference = r64::cross_entropy(&z, &targets, vocab);
     assert!((mean - reference).abs() < 1e-5, "{mean} vs {reference}");
-    assert_close("cross_entropy", &dz, &|x| r64::cross_entropy(x, &targets, vocab), &z);
+    assert_close(
+        "cross_entropy",
+        &dz,
+        &|x| r64::cross_entropy(x, &targets, vocab),
+        &z,
+    );
 }
 
 #[test]
@@ -187,12 +273,23 @@ fn matmul_transposes_match_naive_products() {
             let bt = |p: usize, j: usize| if tb { b[j * k + p] } else { b[p * n + j] } as f64;
             for acc in [false, true] {
                 let mut c = c0.clone();
-                be.matmul(m, n, k, Mat { buf: &a, t: ta }, Mat { buf: &b, t: tb }, &mut c, acc);
+                be.matmul(
+                    m,
+                    n,
+                    k,
+                    Mat { buf: &a, t: ta },
+                    Mat { buf: &b, t: tb },
+                    &mut c,
+                    acc,
+                );
                 for i in 0..m {
                     for j in 0..n {
                         let want = (0..k).map(|p| at(i, p) * bt(p, j)).sum::<f64>()
                             + if acc { c0[i * n + j] as f64 } else { 0.0 };
-                        assert!((c[i * n + j] as f64 - want).abs() < 1e-5, "ta {ta} tb {tb} acc {acc}");
+                        assert!(
+                            (c[i * n + j] as f64 - want).abs() < 1e-5,
+                            "ta {ta} tb {tb} acc {acc}"
+                        );
                     }
                 }
             }
@@ -237,7 +334,8 @@ fn random_model(cfg: &Config, rng: &mut Rng) -> (Model<'static>, Vec<Vec<f64>>) 
             v
         })
         .collect();
-    let model = Model::from_tensors(cfg.clone(), w.iter().map(|t| Cow::Owned(f32s(t))).collect()).unwrap();
+    let model =
+        Model::from_tensors(cfg.clone(), w.iter().map(|t| Cow::Owned(f32s(t))).collect()).unwrap();
     (model, w)
 }
 
@@ -247,7 +345,11 @@ fn shape(cfg: &Config) -> r64::Shape {
         d: cfg.d_model,
         heads: cfg.n_heads,
         tokens: [cfg.qkv_tokens, cfg.proj_tokens, cfg.ffn_tokens],
-        scale: [cfg.qkv_scale_tokens, cfg.proj_scale_tokens, cfg.ffn_scale_tokens],
+        scale: [
+            cfg.qkv_scale_tokens,
+            cfg.proj_scale_tokens,
+            cfg.ffn_scale_tokens,
+        ],
         vocab: cfg.vocab_size,
         rot: cfg.rotary_dims(),
         base: cfg.rotary_base as f64,
@@ -274,20 +376,43 @@ fn whole_model_gradient_matches_finite_differences() {
         let mut grads = Params::zeros_like(&be, &params);
         let mut tape = Tape::new(&be, &params, rows);
         let logits = tape.forward(&tokens);
-        let losses = tape.backward_from_cross_entropy(logits, &targets, 1.0 / rows.count() as f32, &mut grads);
+        let losses = tape.backward_from_cross_entropy(
+            logits,
+            &targets,
+            1.0 / rows.count() as f32,
+            &mut grads,
+        );
         let sh = shape(&cfg);
-        let loss = |w: &[Vec<f64>]| r64::cross_entropy(&r64::forward(&sh, w, &tokens, rows.seq), &targets, cfg.vocab_size);
+        let loss = |w: &[Vec<f64>]| {
+            r64::cross_entropy(
+                &r64::forward(&sh, w, &tokens, rows.seq),
+                &targets,
+                cfg.vocab_size,
+            )
+        };
         let mean = losses.iter().sum::<f64>() / losses.len() as f64;
-        assert!((mean - loss(&w)).abs() < 1e-4, "{norm}: loss {mean} vs reference {}", loss(&w));
+        assert!(
+            (mean - loss(&w)).abs() < 1e-4,
+            "{norm}: loss {mean} vs reference {}",
+            loss(&w)
+        );
         for (ti, spec) in tensor_specs(&cfg).iter().enumerate() {
             // Up to 12 entries per tensor keep the test fast and still touch every tensor.
-            let idx: Vec<usize> = (0..12.min(spec.numel())).map(|_| rng.below(spec.numel() as u64) as usize).collect();
+            let idx: Vec<usize> = (0..12.min(spec.numel()))
+                .map(|_| rng.below(spec.numel() as u64) as usize)
+                .collect();
             let f = |x: &[f64]| {
                 let mut w2 = w.clone();
                 w2[ti] = x.to_vec();
                 loss(&w2)
             };
-            assert_close_at(&format!("{norm} {scale:?} {}", spec.name), &grads.tensors[ti], &f, &w[ti], &idx);
+            assert_close_at(
+                &format!("{norm} {scale:?} {}", spec.name),
+                &grads.tensors[ti],
+                &f,
+                &w[ti],
+                &idx,
+            );
         }
     }
 }

@@ -296,49 +296,68 @@ impl Backend for Cpu {
         assert!(out.len() == q.len() && probs.len() == rows.batch * heads * t * t);
         let (q, k, v) = (Shared(q.as_ptr()), Shared(k.as_ptr()), Shared(v.as_ptr()));
         let o = SharedMut(out.as_mut_ptr());
-        probs
-            .par_chunks_mut(t * t)
-            .enumerate()
-            .for_each(|(bh, p)| {
-                let (b, h) = (bh / heads, bh % heads);
-                let off = (b * t * d + h * hd) as isize;
-                let head = |s: Shared| View {
-                                        ptr: s.at(off),
-                    rs: d as isize,
-                    cs: 1,
-                };
-                let kt = View {
-                    ptr: head(k).ptr,
-                    rs: 1,
-                    cs: d as isize,
-                };
-                // SAFETY: each view spans t rows of stride d starting inside this sequence's
-                // block; p is this task's own [t, t] slab.
-                unsafe {
-                    gemm_view(t, t, hd, head(q), kt, p.as_mut_ptr(), t as isize, false, gemm::Parallelism::None);
+        probs.par_chunks_mut(t * t).enumerate().for_each(|(bh, p)| {
+            let (b, h) = (bh / heads, bh % heads);
+            let off = (b * t * d + h * hd) as isize;
+            let head = |s: Shared| View {
+                ptr: s.at(off),
+                rs: d as isize,
+                cs: 1,
+            };
+            let kt = View {
+                ptr: head(k).ptr,
+                rs: 1,
+                cs: d as isize,
+            };
+            // SAFETY: each view spans t rows of stride d starting inside this sequence's
+            // block; p is this task's own [t, t] slab.
+            unsafe {
+                gemm_view(
+                    t,
+                    t,
+                    hd,
+                    head(q),
+                    kt,
+                    p.as_mut_ptr(),
+                    t as isize,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for (i, row) in p.chunks_exact_mut(t).enumerate() {
+                let live = &mut row[..=i];
+                let m = live
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
+                let mut sum = 0.0f32;
+                for x in live.iter_mut() {
+                    *x = (*x * scale - m).exp();
+                    sum += *x;
                 }
-                for (i, row) in p.chunks_exact_mut(t).enumerate() {
-                    let live = &mut row[..=i];
-                    let m = live.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
-                    let mut sum = 0.0f32;
-                    for x in live.iter_mut() {
-                        *x = (*x * scale - m).exp();
-                        sum += *x;
-                    }
-                    let inv = 1.0 / sum;
-                    live.iter_mut().for_each(|x| *x *= inv);
-                    row[i + 1..].fill(0.0);
-                }
-                let pv = View {
-                    ptr: p.as_ptr(),
-                    rs: t as isize,
-                    cs: 1,
-                };
-                // SAFETY: this task writes only head h's columns of sequence b's rows.
-                unsafe {
-                    gemm_view(t, hd, t, pv, head(v), o.at(off), d as isize, false, gemm::Parallelism::None);
-                }
-            });
+                let inv = 1.0 / sum;
+                live.iter_mut().for_each(|x| *x *= inv);
+                row[i + 1..].fill(0.0);
+            }
+            let pv = View {
+                ptr: p.as_ptr(),
+                rs: t as isize,
+                cs: 1,
+            };
+            // SAFETY: this task writes only head h's columns of sequence b's rows.
+            unsafe {
+                gemm_view(
+                    t,
+                    hd,
+                    t,
+                    pv,
+                    head(v),
+                    o.at(off),
+                    d as isize,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
     }
 
     fn attention_backward(
@@ -398,7 +417,17 @@ impl Backend for Cpu {
             // head's columns of dq, dk, dv.
             unsafe {
                 // dP = dO·Vᵀ
-                gemm_view(t, t, hd, head(g), head_t(v), ds.as_mut_ptr(), t as isize, false, none);
+                gemm_view(
+                    t,
+                    t,
+                    hd,
+                    head(g),
+                    head_t(v),
+                    ds.as_mut_ptr(),
+                    t as isize,
+                    false,
+                    none,
+                );
             }
             // dS = P ⊙ (dP − Σ_j P dP) · scale
             for (i, (dsr, pr)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
@@ -556,7 +585,14 @@ fn norm_backward_row(y: &[f32], dy: &[f32], rstd: f32, dx: &mut [f32]) {
 }
 
 /// Backward of Θ for one row of scores `a` with output `s` and upstream `ds`.
-fn theta_backward_row(a: &[f32], s: &[f32], ds: &[f32], norm: Norm, scale_n: usize, da: &mut [f32]) {
+fn theta_backward_row(
+    a: &[f32],
+    s: &[f32],
+    ds: &[f32],
+    norm: Norm,
+    scale_n: usize,
+    da: &mut [f32],
+) {
     let sqrt_n = (scale_n as f64).sqrt();
     match norm {
         Norm::L2NormGelu => {

@@ -32,12 +32,22 @@ pub fn theta(a: &[f64], norm: Norm, scale_n: usize) -> Vec<f64> {
 }
 
 /// x [r, d_in] · keys [n, d_in]ᵀ → Θ → · values [n, d_out].
-pub fn pattention(x: &[f64], keys: &[f64], values: &[f64], d: usize, norm: Norm, scale_n: usize) -> Vec<f64> {
+pub fn pattention(
+    x: &[f64],
+    keys: &[f64],
+    values: &[f64],
+    d: usize,
+    norm: Norm,
+    scale_n: usize,
+) -> Vec<f64> {
     let n = keys.len() / d;
     let d_out = values.len() / n;
     let mut out = Vec::with_capacity(x.len() / d * d_out);
     for row in x.chunks(d) {
-        let a: Vec<f64> = keys.chunks(d).map(|k| k.iter().zip(row).map(|(a, b)| a * b).sum()).collect();
+        let a: Vec<f64> = keys
+            .chunks(d)
+            .map(|k| k.iter().zip(row).map(|(a, b)| a * b).sum())
+            .collect();
         let s = theta(&a, norm, scale_n);
         for o in 0..d_out {
             out.push((0..n).map(|j| s[j] * values[j * d_out + o]).sum());
@@ -141,11 +151,21 @@ pub struct Shape {
 /// Logits [batch·seq, vocab] of the whole model; `w` in core's tensor order.
 pub fn forward(s: &Shape, w: &[Vec<f64>], tokens: &[u32], seq: usize) -> Vec<f64> {
     let (d, eps) = (s.d, 1e-5);
-    let mut x: Vec<f64> = tokens.iter().flat_map(|&t| w[0][t as usize * d..(t as usize + 1) * d].to_vec()).collect();
+    let mut x: Vec<f64> = tokens
+        .iter()
+        .flat_map(|&t| w[0][t as usize * d..(t as usize + 1) * d].to_vec())
+        .collect();
     for l in 0..s.layers {
         let pat = |j: usize, x: &[f64]| {
             let kind = [0, 0, 0, 1, 2][j];
-            pattention(x, &w[1 + l * 10 + 2 * j], &w[2 + l * 10 + 2 * j], d, s.norm, s.scale[kind])
+            pattention(
+                x,
+                &w[1 + l * 10 + 2 * j],
+                &w[2 + l * 10 + 2 * j],
+                d,
+                s.norm,
+                s.scale[kind],
+            )
         };
         let y = layer_norm(&x, d, eps);
         let q = rotary(&pat(0, &y), seq, d, d / s.heads, s.rot, s.base);
@@ -161,6 +181,10 @@ pub fn forward(s: &Shape, w: &[Vec<f64>], tokens: &[u32], seq: usize) -> Vec<f64
     let y = affine_norm(&x, &w[nw], &w[nw + 1], eps);
     let emb = &w[0];
     y.chunks(d)
-        .flat_map(|row| emb.chunks(d).map(|e| e.iter().zip(row).map(|(a, b)| a * b).sum::<f64>()).collect::<Vec<_>>())
+        .flat_map(|row| {
+            emb.chunks(d)
+                .map(|e| e.iter().zip(row).map(|(a, b)| a * b).sum::<f64>())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }

@@ -1,0 +1,238 @@
+//! Training checkpoints: one directory per step holding the model (core's format, so every
+//! command loads it), the AdamW moments, and `state.json` (step, tokens, data position, run
+//! configuration).
+//!
+//! Crash safety: a checkpoint is written into a hidden temporary directory, every file fsynced,
+//! and only then renamed to `step-NNNNNNNN`; the parent directory is fsynced after the rename.
+//! A crash at any point leaves the previous checkpoints as they were, and a leftover temporary
+//! directory is never mistaken for a checkpoint (`latest` only looks at committed names).
+
+use crate::backend::Backend;
+use crate::optim::Moments;
+use crate::params::Params;
+use crate::trainer::{TrainConfig, Trainer};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use tokenformer_core::file::{save, ModelFile};
+use tokenformer_core::Dtype;
+
+pub const MODEL_FILE: &str = "model.safetensors";
+const ADAM_M: &str = "adam_m.safetensors";
+const ADAM_V: &str = "adam_v.safetensors";
+const STATE: &str = "state.json";
+const PREFIX: &str = "step-";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: u64,
+    pub tokens_seen: u64,
+    pub adam_t: u64,
+    pub train_config: TrainConfig,
+    /// The data source's position (`BatchSource::state`).
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug)]
+pub enum CheckpointError {
+    Io(PathBuf, io::Error),
+    Invalid(PathBuf, String),
+}
+
+impl std::fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            CheckpointError::Invalid(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+fn io_err(p: &Path) -> impl FnOnce(io::Error) -> CheckpointError + '_ {
+    move |e| CheckpointError::Io(p.to_path_buf(), e)
+}
+
+/// The directory name of the checkpoint after `step` steps.
+pub fn step_dir(run: &Path, step: u64) -> PathBuf {
+    run.join(format!("{PREFIX}{step:08}"))
+}
+
+/// A checkpoint fully written to a temporary directory, not yet visible.
+pub struct Staged {
+    tmp: PathBuf,
+    target: PathBuf,
+}
+
+impl Staged {
+    /// Make the checkpoint visible: rename, then fsync the parent so the rename is durable.
+    pub fn commit(self) -> Result<PathBuf, CheckpointError> {
+        if self.target.exists() {
+            fs::remove_dir_all(&self.target).map_err(io_err(&self.target))?;
+        }
+        fs::rename(&self.tmp, &self.target).map_err(io_err(&self.target))?;
+        if let Some(parent) = self.target.parent() {
+            if let Ok(d) = fs::File::open(parent) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(self.target)
+    }
+
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+}
+
+/// Write every file of a checkpoint into a temporary directory of `run` (fsynced), without
+/// making it visible.
+pub fn stage<B: Backend>(
+    run: &Path,
+    trainer: &Trainer<'_, B>,
+    data: serde_json::Value,
+) -> Result<Staged, CheckpointError> {
+    let be = trainer.be;
+    let target = step_dir(run, trainer.step);
+    let tmp = run.join(format!(
+        ".{PREFIX}{:08}.tmp-{}",
+        trainer.step,
+        std::process::id()
+    ));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let write_params = |name: &str, p: &Params<B>, role: &str| -> Result<(), CheckpointError> {
+        let path = tmp.join(name);
+        let model = p
+            .to_model(be)
+            .map_err(|e| CheckpointError::Invalid(path.clone(), e.to_string()))?;
+        save(&path, &model, Dtype::F32, &[("role", role)]).map_err(io_err(&path))
+    };
+    write_params(MODEL_FILE, &trainer.params, "model")?;
+    write_params(ADAM_M, &trainer.moments.m, "adam_m")?;
+    write_params(ADAM_V, &trainer.moments.v, "adam_v")?;
+    let state = TrainState {
+        step: trainer.step,
+        tokens_seen: trainer.tokens_seen,
+        adam_t: trainer.moments.t,
+        train_config: trainer.tc.clone(),
+        data,
+    };
+    let path = tmp.join(STATE);
+    let json = serde_json::to_vec_pretty(&state)
+        .map_err(|e| CheckpointError::Invalid(path.clone(), e.to_string()))?;
+    tokenformer_core::file::write_atomic(&path, |w| w.write_all(&json)).map_err(io_err(&path))?;
+    if let Ok(d) = fs::File::open(&tmp) {
+        let _ = d.sync_all();
+    }
+    Ok(Staged { tmp, target })
+}
+
+/// Stage and commit a checkpoint, then keep only the newest `keep` (0 keeps all).
+pub fn save_checkpoint<B: Backend>(
+    run: &Path,
+    trainer: &Trainer<'_, B>,
+    data: serde_json::Value,
+    keep: usize,
+) -> Result<PathBuf, CheckpointError> {
+    let dir = stage(run, trainer, data)?.commit()?;
+    if keep > 0 {
+        let all = list(run)?;
+        for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
+            fs::remove_dir_all(old).map_err(io_err(old))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// Committed checkpoints of a run, oldest first.
+pub fn list(run: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(run) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(CheckpointError::Io(run.to_path_buf(), e)),
+    };
+    for e in entries {
+        let e = e.map_err(io_err(run))?;
+        let name = e.file_name();
+        let Some(step) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        out.push((step, e.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The newest committed checkpoint, if any.
+pub fn latest(run: &Path) -> Result<Option<PathBuf>, CheckpointError> {
+    Ok(list(run)?.pop().map(|(_, p)| p))
+}
+
+/// Remove temporary directories left by a crash.
+pub fn clean_temporaries(run: &Path) -> Result<(), CheckpointError> {
+    let Ok(entries) = fs::read_dir(run) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with(&format!(".{PREFIX}")) && n.contains(".tmp-"))
+        {
+            fs::remove_dir_all(e.path()).map_err(io_err(&e.path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn load_params<B: Backend>(be: &B, path: &Path) -> Result<Params<B>, CheckpointError> {
+    let f = ModelFile::open(path)
+        .map_err(|e| CheckpointError::Invalid(path.to_path_buf(), e.to_string()))?;
+    let m = f
+        .model()
+        .map_err(|e| CheckpointError::Invalid(path.to_path_buf(), e.to_string()))?;
+    Ok(Params::from_model(be, &m))
+}
+
+/// Restore a trainer (model, moments, step) and the data state from a checkpoint directory.
+pub fn load_checkpoint<'b, B: Backend>(
+    be: &'b B,
+    dir: &Path,
+) -> Result<(Trainer<'b, B>, serde_json::Value), CheckpointError> {
+    let sp = dir.join(STATE);
+    let bytes = fs::read(&sp).map_err(io_err(&sp))?;
+    let state: TrainState = serde_json::from_slice(&bytes)
+        .map_err(|e| CheckpointError::Invalid(sp.clone(), e.to_string()))?;
+    let mp = dir.join(MODEL_FILE);
+    let f =
+        ModelFile::open(&mp).map_err(|e| CheckpointError::Invalid(mp.clone(), e.to_string()))?;
+    let model = f
+        .model()
+        .map_err(|e| CheckpointError::Invalid(mp.clone(), e.to_string()))?;
+    let mut trainer = Trainer::new(be, &model, state.train_config.clone());
+    let m = load_params(be, &dir.join(ADAM_M))?;
+    let v = load_params(be, &dir.join(ADAM_V))?;
+    if m.config != trainer.params.config || v.config != trainer.params.config {
+        return Err(CheckpointError::Invalid(
+            dir.to_path_buf(),
+            "optimizer state does not match the model".into(),
+        ));
+    }
+    trainer.moments = Moments {
+        m,
+        v,
+        t: state.adam_t,
+    };
+    trainer.step = state.step;
+    trainer.tokens_seen = state.tokens_seen;
+    Ok((trainer, state.data))
+}

@@ -1,0 +1,190 @@
+//! One optimisation step: micro-batches through the tape, gradient accumulation, clipping,
+//! AdamW at the scheduled learning rate; and held-out evaluation.
+
+use crate::backend::{Backend, Rows};
+use crate::optim::{AdamW, Moments, Schedule};
+use crate::params::Params;
+use crate::tape::Tape;
+use serde::{Deserialize, Serialize};
+use tokenformer_core::Model;
+
+/// Where training windows come from. `state` / `restore` make a resumed run draw exactly the
+/// windows the uninterrupted run would have.
+pub trait BatchSource {
+    /// Fill `inputs` and `targets` with `batch` windows of `seq` tokens (targets shifted by one).
+    fn next_batch(
+        &mut self,
+        batch: usize,
+        seq: usize,
+        inputs: &mut Vec<u32>,
+        targets: &mut Vec<u32>,
+    );
+    fn state(&self) -> serde_json::Value;
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String>;
+}
+
+/// Everything about a run except the model and the data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Sequences per micro-batch.
+    pub batch: usize,
+    pub seq: usize,
+    /// Micro-batches per optimizer step.
+    pub accum: usize,
+    pub steps: u64,
+    pub optim: AdamW,
+    pub schedule: Schedule,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    pub fn tokens_per_step(&self) -> usize {
+        self.batch * self.seq * self.accum
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    pub step: u64,
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub lr: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainError {
+    /// A NaN or infinite loss or gradient: the step was not applied.
+    NonFinite {
+        step: u64,
+        loss: f64,
+        grad_norm: f64,
+    },
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainError::NonFinite { step, loss, grad_norm } => write!(
+                f,
+                "non-finite training state at step {step} (loss {loss}, gradient norm {grad_norm}); \
+                 the update was not applied: lower the learning rate or resume from the last checkpoint"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+pub struct Trainer<'b, B: Backend> {
+    pub be: &'b B,
+    pub params: Params<B>,
+    pub moments: Moments<B>,
+    grads: Params<B>,
+    pub tc: TrainConfig,
+    /// Completed optimizer steps.
+    pub step: u64,
+    pub tokens_seen: u64,
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl<'b, B: Backend> Trainer<'b, B> {
+    pub fn new(be: &'b B, model: &Model<'_>, tc: TrainConfig) -> Self {
+        let params = Params::from_model(be, model);
+        let grads = Params::zeros_like(be, &params);
+        let moments = Moments::new(be, &params);
+        Trainer {
+            be,
+            params,
+            moments,
+            grads,
+            tc,
+            step: 0,
+            tokens_seen: 0,
+            inputs: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    pub fn lr(&self) -> f32 {
+        self.tc.optim.lr * self.tc.schedule.factor(self.step)
+    }
+
+    /// One optimizer step over `accum` micro-batches. On a non-finite loss or gradient the
+    /// parameters and moments are left untouched.
+    pub fn step(&mut self, data: &mut dyn BatchSource) -> Result<StepStats, TrainError> {
+        let be = self.be;
+        let rows = Rows {
+            batch: self.tc.batch,
+            seq: self.tc.seq,
+        };
+        for g in &mut self.grads.tensors {
+            be.fill_zero(g);
+        }
+        let scale = 1.0 / (rows.count() * self.tc.accum) as f32;
+        let mut loss_sum = 0.0f64;
+        for _ in 0..self.tc.accum {
+            data.next_batch(rows.batch, rows.seq, &mut self.inputs, &mut self.targets);
+            let mut tape = Tape::new(be, &self.params, rows);
+            let logits = tape.forward(&self.inputs);
+            let losses =
+                tape.backward_from_cross_entropy(logits, &self.targets, scale, &mut self.grads);
+            loss_sum += losses.iter().sum::<f64>();
+        }
+        let loss = loss_sum / (rows.count() * self.tc.accum) as f64;
+        let lr = self.lr();
+        let norm = crate::optim::grad_norm(be, &self.grads);
+        if !loss.is_finite() || !norm.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: self.step,
+                loss,
+                grad_norm: norm,
+            });
+        }
+        let norm =
+            self.tc
+                .optim
+                .update(be, &mut self.params, &mut self.grads, &mut self.moments, lr);
+        self.step += 1;
+        self.tokens_seen += (rows.count() * self.tc.accum) as u64;
+        Ok(StepStats {
+            step: self.step,
+            loss,
+            grad_norm: norm,
+            lr,
+        })
+    }
+
+    /// Mean loss (nats per token) over windows of (inputs, targets) of equal length.
+    pub fn eval(&self, windows: &[(Vec<u32>, Vec<u32>)]) -> f64 {
+        eval_loss(self.be, &self.params, windows, self.tc.batch)
+    }
+}
+
+/// Mean cross-entropy of the model over `windows`, `batch` windows per forward.
+pub fn eval_loss<B: Backend>(
+    be: &B,
+    params: &Params<B>,
+    windows: &[(Vec<u32>, Vec<u32>)],
+    batch: usize,
+) -> f64 {
+    let mut total = 0.0f64;
+    let mut count = 0usize;
+    let v = params.config.vocab_size;
+    for group in windows.chunks(batch.max(1)) {
+        let seq = group[0].0.len();
+        let rows = Rows {
+            batch: group.len(),
+            seq,
+        };
+        let inputs: Vec<u32> = group.iter().flat_map(|w| w.0.iter().copied()).collect();
+        let targets: Vec<u32> = group.iter().flat_map(|w| w.1.iter().copied()).collect();
+        let mut tape = Tape::new(be, params, rows);
+        let logits = tape.forward(&inputs);
+        let mut scratch = be.zeros(rows.count() * v);
+        let losses = be.cross_entropy(tape.value(logits), &targets, v, 0.0, &mut scratch);
+        total += losses.iter().sum::<f64>();
+        count += losses.len();
+    }
+    total / count.max(1) as f64
+}

@@ -1,0 +1,327 @@
+//! Training as a whole: train and core compute the same function (proptest), a checkpoint that
+//! core loads reproduces train's logits, resume is bit-identical, a crash before the rename leaves
+//! the previous checkpoint loadable, non-finite losses stop cleanly, and loss falls.
+
+use proptest::prelude::*;
+use tokenformer_core::file::ModelFile;
+use tokenformer_core::init::init;
+use tokenformer_core::{Config, Norm, Rng, Session};
+use tokenformer_train::checkpoint::{self, MODEL_FILE};
+use tokenformer_train::optim::{AdamW, Schedule};
+use tokenformer_train::{BatchSource, Cpu, Params, Rows, Tape, TrainConfig, TrainError, Trainer};
+
+/// Windows at seeded random offsets of a fixed token stream.
+struct Synthetic {
+    tokens: Vec<u32>,
+    rng: Rng,
+}
+
+impl Synthetic {
+    /// A stream with structure to learn: a repeating pattern with noise.
+    fn new(vocab: u32, len: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed ^ 0xDA7A);
+        let tokens = (0..len)
+            .map(|i| {
+                if rng.below(10) == 0 {
+                    rng.below(vocab as u64) as u32
+                } else {
+                    (i as u32 % 13) * 31 % vocab
+                }
+            })
+            .collect();
+        Synthetic {
+            tokens,
+            rng: Rng::new(seed),
+        }
+    }
+}
+
+impl BatchSource for Synthetic {
+    fn next_batch(
+        &mut self,
+        batch: usize,
+        seq: usize,
+        inputs: &mut Vec<u32>,
+        targets: &mut Vec<u32>,
+    ) {
+        inputs.clear();
+        targets.clear();
+        for _ in 0..batch {
+            let o = self.rng.below((self.tokens.len() - seq - 1) as u64) as usize;
+            inputs.extend_from_slice(&self.tokens[o..o + seq]);
+            targets.extend_from_slice(&self.tokens[o + 1..o + seq + 1]);
+        }
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!(self.rng.state())
+    }
+    fn restore(&mut self, s: &serde_json::Value) -> Result<(), String> {
+        let st: [u64; 4] = serde_json::from_value(s.clone()).map_err(|e| e.to_string())?;
+        self.rng = Rng::from_state(st).ok_or("zero rng state")?;
+        Ok(())
+    }
+}
+
+fn tc(steps: u64) -> TrainConfig {
+    TrainConfig {
+        batch: 2,
+        seq: 16,
+        accum: 2,
+        steps,
+        optim: AdamW {
+            lr: 3e-3,
+            ..AdamW::default()
+        },
+        schedule: Schedule {
+            warmup: 2,
+            total: steps,
+            min_lr_ratio: 0.1,
+        },
+        seed: 0,
+    }
+}
+
+fn tiny() -> Config {
+    Config::preset("tiny").unwrap()
+}
+
+fn arb_config() -> impl Strategy<Value = Config> {
+    (
+        1usize..3,
+        1usize..4,
+        1usize..5,
+        1usize..9,
+        1usize..9,
+        1usize..17,
+        0usize..3,
+    )
+        .prop_map(|(layers, heads, hd4, nq, np, nf, norm)| {
+            let d = heads * hd4 * 4;
+            Config {
+                n_layers: layers,
+                d_model: d,
+                n_heads: heads,
+                qkv_tokens: nq,
+                proj_tokens: np,
+                ffn_tokens: nf,
+                qkv_scale_tokens: nq,
+                proj_scale_tokens: np,
+                ffn_scale_tokens: nf,
+                rotary_pct: 0.5,
+                rotary_base: 10000.0,
+                norm: [Norm::L2NormGelu, Norm::GeluL2Norm, Norm::Softmax][norm],
+                vocab_size: 23,
+                tokenizer_vocab: 20,
+                max_context: 32,
+                layer_norm_eps: 1e-5,
+            }
+        })
+}
+
+/// max |a − b| / max(1, max |b|).
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs() as f64));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// Train's logits for `batch` sequences against core's `Session`, one sequence at a time.
+fn parity(
+    be: &Cpu,
+    params: &Params<Cpu>,
+    model: &tokenformer_core::Model<'_>,
+    tokens: &[u32],
+    seq: usize,
+) -> f64 {
+    let rows = Rows {
+        batch: tokens.len() / seq,
+        seq,
+    };
+    let mut tape = Tape::new(be, params, rows);
+    let logits = tape.forward(tokens);
+    let train_logits = tape.value(logits).clone();
+    let mut worst = 0.0f64;
+    for (b, s) in tokens.chunks(seq).enumerate() {
+        let core_logits = Session::new(model).feed_all(s).unwrap().data;
+        let v = model.config.vocab_size;
+        worst = worst.max(rel_err(
+            &train_logits[b * seq * v..(b + 1) * seq * v],
+            &core_logits,
+        ));
+    }
+    worst
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Tolerance 1e-5 relative: the two differ only in summation order (gemm vs core's dots).
+    #[test]
+    fn train_forward_equals_core_forward(cfg in arb_config(), seed in 0u64..1000, batch in 1usize..3, seq in 1usize..12) {
+        let model = init(cfg.clone(), seed).unwrap();
+        let be = Cpu;
+        let params = Params::from_model(&be, &model);
+        let mut rng = Rng::new(seed);
+        let tokens: Vec<u32> = (0..batch * seq).map(|_| rng.below(23) as u32).collect();
+        let err = parity(&be, &params, &model, &tokens, seq);
+        prop_assert!(err <= 1e-5, "relative logit error {err:e}");
+    }
+}
+
+#[test]
+fn core_loads_trained_checkpoint_and_reproduces_train_logits() {
+    let be = Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let model = init(tiny(), 3).unwrap();
+    let mut t = Trainer::new(&be, &model, tc(5));
+    let mut data = Synthetic::new(500, 4000, 1);
+    for _ in 0..5 {
+        t.step(&mut data).unwrap();
+    }
+    let ck = checkpoint::save_checkpoint(dir.path(), &t, data.state(), 2).unwrap();
+    let file = ModelFile::open(ck.join(MODEL_FILE)).unwrap();
+    let loaded = file.model().unwrap();
+    let tokens: Vec<u32> = (0..24).map(|i| (i * 37 % 500) as u32).collect();
+    let err = parity(&be, &t.params, &loaded, &tokens, 12);
+    assert!(err <= 1e-5, "relative logit error {err:e}");
+    // The trained weights really moved away from the initial ones.
+    let init_params = Params::from_model(&be, &model);
+    assert!(init_params.tensors[1] != t.params.tensors[1]);
+}
+
+fn run_losses(t: &mut Trainer<'_, Cpu>, data: &mut Synthetic, steps: u64) -> Vec<u64> {
+    (0..steps)
+        .map(|_| t.step(data).unwrap().loss.to_bits())
+        .collect()
+}
+
+#[test]
+fn resume_is_bit_identical() {
+    let be = Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let model = init(tiny(), 4).unwrap();
+
+    let mut straight = Trainer::new(&be, &model, tc(8));
+    let mut d1 = Synthetic::new(500, 4000, 2);
+    let expected = run_losses(&mut straight, &mut d1, 8);
+
+    let mut first = Trainer::new(&be, &model, tc(8));
+    let mut d2 = Synthetic::new(500, 4000, 2);
+    let mut got = run_losses(&mut first, &mut d2, 3);
+    checkpoint::save_checkpoint(dir.path(), &first, d2.state(), 0).unwrap();
+    drop(first);
+
+    let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
+    let (mut resumed, state) = checkpoint::load_checkpoint(&be, &latest).unwrap();
+    let mut d3 = Synthetic::new(500, 4000, 2);
+    let (mut i, mut o) = (Vec::new(), Vec::new());
+    d3.next_batch(4, 4, &mut i, &mut o); // move its RNG: the restored state must win
+    d3.restore(&state).unwrap();
+    assert_eq!(resumed.step, 3);
+    got.extend(run_losses(&mut resumed, &mut d3, 5));
+    assert_eq!(
+        got, expected,
+        "resumed losses differ from the uninterrupted run"
+    );
+    let a = straight.params.to_model(&be).unwrap();
+    let b = resumed.params.to_model(&be).unwrap();
+    assert!(a.tensors().iter().zip(b.tensors()).all(|(x, y)| x
+        .iter()
+        .map(|v| v.to_bits())
+        .eq(y.iter().map(|v| v.to_bits()))));
+}
+
+#[test]
+fn crash_before_rename_leaves_previous_checkpoint_loadable() {
+    let be = Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let model = init(tiny(), 5).unwrap();
+    let mut t = Trainer::new(&be, &model, tc(4));
+    let mut data = Synthetic::new(500, 4000, 3);
+    t.step(&mut data).unwrap();
+    let first = checkpoint::save_checkpoint(dir.path(), &t, data.state(), 3).unwrap();
+    let first_bytes = std::fs::read(first.join(MODEL_FILE)).unwrap();
+    t.step(&mut data).unwrap();
+    // Everything of step 2 written and fsynced, then the process dies before the rename.
+    let staged = checkpoint::stage(dir.path(), &t, data.state()).unwrap();
+    assert!(staged.temp_path().join(MODEL_FILE).exists());
+    std::mem::forget(staged);
+
+    let latest = checkpoint::latest(dir.path()).unwrap().unwrap();
+    assert_eq!(latest, first);
+    assert_eq!(std::fs::read(latest.join(MODEL_FILE)).unwrap(), first_bytes);
+    let (resumed, _) = checkpoint::load_checkpoint(&be, &latest).unwrap();
+    assert_eq!(resumed.step, 1);
+    checkpoint::clean_temporaries(dir.path()).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn non_finite_loss_stops_without_touching_the_weights() {
+    let be = Cpu;
+    let model = init(tiny(), 6).unwrap();
+    let mut t = Trainer::new(&be, &model, tc(4));
+    let mut data = Synthetic::new(500, 4000, 4);
+    t.step(&mut data).unwrap();
+    // Poison one embedding row that the data uses.
+    let mut host = be.download_params(&t.params);
+    host[0][..64].fill(f32::NAN);
+    let before: Vec<Vec<f32>> = host.clone();
+    t.params = Params::from_model(
+        &be,
+        &tokenformer_core::Model::from_tensors(
+            tiny(),
+            host.into_iter().map(std::borrow::Cow::Owned).collect(),
+        )
+        .unwrap(),
+    );
+    struct Zeros;
+    impl BatchSource for Zeros {
+        fn next_batch(&mut self, batch: usize, seq: usize, i: &mut Vec<u32>, o: &mut Vec<u32>) {
+            *i = vec![0; batch * seq];
+            *o = vec![1; batch * seq];
+        }
+        fn state(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+        fn restore(&mut self, _: &serde_json::Value) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let err = t.step(&mut Zeros).unwrap_err();
+    assert!(
+        matches!(err, TrainError::NonFinite { step: 1, .. }),
+        "{err}"
+    );
+    let after = be.download_params(&t.params);
+    for (a, b) in before.iter().zip(&after) {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+    assert_eq!(t.step, 1);
+}
+
+#[test]
+fn loss_falls_on_learnable_data() {
+    let be = Cpu;
+    let model = init(tiny(), 7).unwrap();
+    let mut t = Trainer::new(&be, &model, tc(60));
+    let mut data = Synthetic::new(500, 4000, 5);
+    let losses: Vec<f64> = (0..60).map(|_| t.step(&mut data).unwrap().loss).collect();
+    let first = losses[..5].iter().sum::<f64>() / 5.0;
+    let last = losses[55..].iter().sum::<f64>() / 5.0;
+    println!("loss {first:.3} -> {last:.3}");
+    assert!(last < first - 1.0, "loss {first} -> {last}");
+}
+
+trait Download {
+    fn download_params(&self, p: &Params<Cpu>) -> Vec<Vec<f32>>;
+}
+
+impl Download for Cpu {
+    fn download_params(&self, p: &Params<Cpu>) -> Vec<Vec<f32>> {
+        p.tensors.clone()
+    }
+}
