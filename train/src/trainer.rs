@@ -69,6 +69,7 @@ impl std::fmt::Display for TrainError {
                 "non-finite training state at step {step} (loss {loss}, gradient norm {grad_norm}); \
                  the update was not applied: lower the learning rate or resume from the last checkpoint"
             ),
+            TrainError::Data(e) => write!(f, "training data: {e}"),
         }
     }
 }
@@ -124,7 +125,8 @@ impl<'b, B: Backend> Trainer<'b, B> {
         let scale = 1.0 / (rows.count() * self.tc.accum) as f32;
         let mut loss_sum = 0.0f64;
         for _ in 0..self.tc.accum {
-            data.next_batch(rows.batch, rows.seq, &mut self.inputs, &mut self.targets);
+            data.next_batch(rows.batch, rows.seq, &mut self.inputs, &mut self.targets)
+                .map_err(TrainError::Data)?;
             let mut tape = Tape::new(be, &self.params, rows);
             let logits = tape.forward(&self.inputs);
             let losses =

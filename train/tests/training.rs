@@ -51,6 +51,7 @@ impl BatchSource for Synthetic {
             inputs.extend_from_slice(&self.tokens[o..o + seq]);
             targets.extend_from_slice(&self.tokens[o + 1..o + seq + 1]);
         }
+        Ok(())
     }
     fn state(&self) -> serde_json::Value {
         serde_json::json!(self.rng.state())
@@ -218,7 +219,7 @@ fn resume_is_bit_identical() {
     let (mut resumed, state) = checkpoint::load_checkpoint(&be, &latest).unwrap();
     let mut d3 = Synthetic::new(500, 4000, 2);
     let (mut i, mut o) = (Vec::new(), Vec::new());
-    d3.next_batch(4, 4, &mut i, &mut o); // move its RNG: the restored state must win
+    d3.next_batch(4, 4, &mut i, &mut o).unwrap(); // move its RNG: the restored state must win
     d3.restore(&state).unwrap();
     assert_eq!(resumed.step, 3);
     got.extend(run_losses(&mut resumed, &mut d3, 5));
@@ -280,9 +281,16 @@ fn non_finite_loss_stops_without_touching_the_weights() {
     );
     struct Zeros;
     impl BatchSource for Zeros {
-        fn next_batch(&mut self, batch: usize, seq: usize, i: &mut Vec<u32>, o: &mut Vec<u32>) {
+        fn next_batch(
+            &mut self,
+            batch: usize,
+            seq: usize,
+            i: &mut Vec<u32>,
+            o: &mut Vec<u32>,
+        ) -> Result<(), String> {
             *i = vec![0; batch * seq];
             *o = vec![1; batch * seq];
+            Ok(())
         }
         fn state(&self) -> serde_json::Value {
             serde_json::Value::Null

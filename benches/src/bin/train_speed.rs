@@ -1,0 +1,166 @@
+//! Training throughput of the CPU backend, and the same model and batch in PyTorch, in one run.
+//!
+//! cargo run --release -p tokenformer-benches --bin train_speed -- [--threads T] [--layers L]
+//!     [--d D] [--heads H] [--qkv N] [--proj N] [--ffn N] [--vocab V] [--batch B] [--seq S]
+//!     [--steps N] [--torch]
+//!
+//! With `--torch`, runs benches/peers/train_torch.py (PyTorch installed by hand, never in CI)
+//! with the same arguments and prints the ratio.
+
+use std::time::Instant;
+use tokenformer_core::init::init;
+use tokenformer_core::{Config, Norm, Rng};
+use tokenformer_train::optim::{AdamW, Schedule};
+use tokenformer_train::{BatchSource, Cpu, TrainConfig, Trainer};
+
+struct RandomTokens(Rng, u32);
+
+impl BatchSource for RandomTokens {
+    fn next_batch(
+        &mut self,
+        batch: usize,
+        seq: usize,
+        i: &mut Vec<u32>,
+        o: &mut Vec<u32>,
+    ) -> Result<(), String> {
+        *i = (0..batch * seq)
+            .map(|_| self.0.below(self.1 as u64) as u32)
+            .collect();
+        *o = (0..batch * seq)
+            .map(|_| self.0.below(self.1 as u64) as u32)
+            .collect();
+        Ok(())
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn restore(&mut self, _: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |name: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} wants a number"))
+            })
+            .unwrap_or(default)
+    };
+    let threads = get("--threads", 2);
+    let (layers, d, heads) = (get("--layers", 4), get("--d", 256), get("--heads", 4));
+    let (qkv, proj, ffn) = (get("--qkv", 256), get("--proj", 256), get("--ffn", 1024));
+    let (vocab, batch, seq, steps) = (
+        get("--vocab", 4096),
+        get("--batch", 8),
+        get("--seq", 256),
+        get("--steps", 5),
+    );
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .expect("rayon pool");
+
+    let cfg = Config {
+        n_layers: layers,
+        d_model: d,
+        n_heads: heads,
+        qkv_tokens: qkv,
+        proj_tokens: proj,
+        ffn_tokens: ffn,
+        qkv_scale_tokens: qkv,
+        proj_scale_tokens: proj,
+        ffn_scale_tokens: ffn,
+        rotary_pct: 0.25,
+        rotary_base: 10000.0,
+        norm: Norm::L2NormGelu,
+        vocab_size: vocab,
+        tokenizer_vocab: vocab,
+        max_context: seq,
+        layer_norm_eps: 1e-5,
+    };
+    let model = init(cfg.clone(), 0).expect("config");
+    let tc = TrainConfig {
+        batch,
+        seq,
+        accum: 1,
+        steps: steps as u64 + 1,
+        optim: AdamW::default(),
+        schedule: Schedule {
+            warmup: 1,
+            total: steps as u64 + 1,
+            min_lr_ratio: 0.1,
+        },
+        seed: 0,
+    };
+    let be = Cpu;
+    let mut t = Trainer::new(&be, &model, tc);
+    let mut data = RandomTokens(Rng::new(0), vocab as u32);
+    t.step(&mut data).expect("warmup step");
+    let start = Instant::now();
+    for _ in 0..steps {
+        t.step(&mut data).expect("step");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ours = (steps * batch * seq) as f64 / secs;
+    println!(
+        "{{\"impl\": \"tokenformer-train cpu\", \"threads\": {threads}, \"params\": {}, \"tokens_per_s\": {ours:.1}, \"step_ms\": {:.1}}}",
+        cfg.param_count(),
+        secs * 1e3 / steps as f64
+    );
+    if args.iter().any(|a| a == "--torch") {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/train_torch.py");
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .args([
+                "--layers",
+                &layers.to_string(),
+                "--d",
+                &d.to_string(),
+                "--heads",
+                &heads.to_string(),
+            ])
+            .args([
+                "--qkv-tokens",
+                &qkv.to_string(),
+                "--proj-tokens",
+                &proj.to_string(),
+                "--ffn-tokens",
+                &ffn.to_string(),
+            ])
+            .args([
+                "--vocab",
+                &vocab.to_string(),
+                "--batch",
+                &batch.to_string(),
+                "--seq",
+                &seq.to_string(),
+            ])
+            .args([
+                "--threads",
+                &threads.to_string(),
+                "--steps",
+                &steps.to_string(),
+                "--warmup-steps",
+                "1",
+            ])
+            .output()
+            .expect("python3");
+        let text = String::from_utf8_lossy(&out.stdout);
+        print!("{text}");
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            std::process::exit(1);
+        }
+        let torch: f64 = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["tokens_per_s"].as_f64())
+            .expect("tokens_per_s in the torch output");
+        println!("ratio (ours / torch): {:.2}", ours / torch);
+    }
+}
