@@ -18,7 +18,7 @@ pub trait BatchSource {
         seq: usize,
         inputs: &mut Vec<u32>,
         targets: &mut Vec<u32>,
-    );
+    ) -> Result<(), String>;
     fn state(&self) -> serde_json::Value;
     fn restore(&mut self, state: &serde_json::Value) -> Result<(), String>;
 }
@@ -59,6 +59,8 @@ pub enum TrainError {
         loss: f64,
         grad_norm: f64,
     },
+    /// The data source failed.
+    Data(String),
 }
 
 impl std::fmt::Display for TrainError {
