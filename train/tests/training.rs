@@ -43,7 +43,7 @@ impl BatchSource for Synthetic {
         seq: usize,
         inputs: &mut Vec<u32>,
         targets: &mut Vec<u32>,
-    ) {
+    ) -> Result<(), String> {
         inputs.clear();
         targets.clear();
         for _ in 0..batch {
