@@ -22,6 +22,11 @@ pub struct Args {
     file: Option<PathBuf>,
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Context window for inputs longer than it (default: the model's max context). Longer
+    /// inputs are scored in consecutive windows that share one token, so every token after the
+    /// first is predicted exactly once, from at most `window − 1` tokens of context.
+    #[arg(long)]
+    window: Option<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -51,19 +56,26 @@ pub fn run(a: Args) -> Result<(), String> {
             tokens.len()
         ));
     }
-    if tokens.len() > cfg.max_context {
+    let window = a.window.unwrap_or(cfg.max_context);
+    if window < 2 || window > cfg.max_context {
         return Err(format!(
-            "{} tokens exceed the model's max context of {}",
-            tokens.len(),
+            "--window must be between 2 and the model's max context of {}, got {window}",
             cfg.max_context
         ));
     }
     common::check_ids(&tokens, cfg.vocab_size)?;
     let mut s = Session::new(&model);
-    let logits = s.feed_all(&tokens).map_err(|e| e.to_string())?;
-    let logprobs: Vec<f64> = (0..tokens.len() - 1)
-        .map(|i| log_softmax(logits.row(i))[tokens[i + 1] as usize])
-        .collect();
+    let mut logprobs: Vec<f64> = Vec::with_capacity(tokens.len() - 1);
+    let mut start = 0;
+    while start + 1 < tokens.len() {
+        let chunk = &tokens[start..(start + window).min(tokens.len())];
+        s.reset();
+        let logits = s.feed_all(chunk).map_err(|e| e.to_string())?;
+        logprobs.extend(
+            (0..chunk.len() - 1).map(|i| log_softmax(logits.row(i))[chunk[i + 1] as usize]),
+        );
+        start += window - 1;
+    }
     let total: f64 = -logprobs.iter().sum::<f64>();
     let nll = total / logprobs.len() as f64;
     let ppl = nll.exp();

@@ -226,7 +226,24 @@ fn bad_inputs_fail_with_one_clear_line() {
     assert_clean_failure(&["score", "--model", ms, "--token-ids", "1,x"]);
     assert_clean_failure(&["score", "--model", ms, "--token-ids", "1"]);
     assert_clean_failure(&["generate", "--model", ms, "--token-ids", &long]);
-    assert_clean_failure(&["score", "--model", ms, "--token-ids", &long]);
+    assert_clean_failure(&[
+        "score",
+        "--model",
+        ms,
+        "--token-ids",
+        &long,
+        "--window",
+        "257",
+    ]);
+    assert_clean_failure(&[
+        "score",
+        "--model",
+        ms,
+        "--token-ids",
+        "1,2",
+        "--window",
+        "1",
+    ]);
     assert_clean_failure(&[
         "init",
         "--preset",
@@ -264,5 +281,36 @@ fn tokenizer_round_trip() {
     assert_eq!(
         ok(&["tokenize", "--tokenizer", t, "--text", "Hello world"]).trim(),
         "12092,1533"
+    );
+}
+
+/// Inputs longer than the context are scored in windows sharing one token: every token after
+/// the first gets exactly one log-prob, and the first window's equal a direct score of it.
+#[test]
+fn long_inputs_are_scored_in_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny(dir.path());
+    let ms = m.to_str().unwrap();
+    let ids: Vec<String> = (0..600).map(|i| ((i * 37) % 500).to_string()).collect();
+    let score = |ids: &[String], extra: &[&str]| -> serde_json::Value {
+        let joined = ids.join(",");
+        let mut args = vec!["score", "--model", ms, "--token-ids", &joined, "--json"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let all = score(&ids, &[]);
+    let lp = all["logprobs"].as_array().unwrap();
+    assert_eq!(lp.len(), 599);
+    let first = score(&ids[..256], &[]);
+    assert_eq!(&lp[..255], &first["logprobs"].as_array().unwrap()[..]);
+    let second = score(&ids[255..511], &[]);
+    assert_eq!(&lp[255..510], &second["logprobs"].as_array().unwrap()[..]);
+    let small = score(&ids[..40], &["--window", "16"]);
+    let w = score(&ids[15..31], &[]);
+    assert_eq!(
+        &small["logprobs"].as_array().unwrap()[15..30],
+        &w["logprobs"].as_array().unwrap()[..]
     );
 }
