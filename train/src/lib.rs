@@ -6,9 +6,11 @@
 //! - [`params`]: parameters in core's tensor order.
 //! - [`optim`]: AdamW, clipping, warmup + cosine; [`trainer`]: one step, accumulation, eval.
 //! - [`checkpoint`]: crash-safe training checkpoints (model + moments + state).
+//! - [`grow`]: progressive scaling by appending parameter tokens.
 
 pub mod backend;
 pub mod checkpoint;
+pub mod grow;
 pub mod optim;
 pub mod params;
 pub mod tape;

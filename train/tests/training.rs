@@ -333,3 +333,33 @@ impl Download for Cpu {
         p.tensors.clone()
     }
 }
+
+#[test]
+fn grown_checkpoint_trains_on_and_loss_keeps_falling() {
+    use tokenformer_train::grow::{grow, Init, Scale, Targets};
+    let be = Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let model = init(tiny(), 8).unwrap();
+    let mut t = Trainer::new(&be, &model, tc(30));
+    let mut data = Synthetic::new(500, 4000, 6);
+    let stage1: Vec<f64> = (0..30).map(|_| t.step(&mut data).unwrap().loss).collect();
+    let small = t.params.to_model(&be).unwrap();
+    let targets = Targets { qkv: Some(64), proj: Some(64), ffn: Some(128) };
+    let grown = grow(&small, targets, Init::Zero, Scale::Keep, 1).unwrap();
+    // Through a file, as `grow` then `train --from` do.
+    let path = dir.path().join("grown.safetensors");
+    tokenformer_core::file::save(&path, &grown, tokenformer_core::Dtype::F32, &[]).unwrap();
+    let file = ModelFile::open(&path).unwrap();
+    let loaded = file.model().unwrap();
+    assert_eq!(loaded.config.ffn_tokens, 128);
+    let probe: Vec<u32> = (0..32).map(|i| (i * 31 % 500) as u32).collect();
+    let before = Session::new(&small).feed_all(&probe).unwrap().data;
+    let after = Session::new(&loaded).feed_all(&probe).unwrap().data;
+    assert!(rel_err(&after, &before) <= 1e-6);
+    let mut t2 = Trainer::new(&be, &loaded, tc(30));
+    let stage2: Vec<f64> = (0..30).map(|_| t2.step(&mut data).unwrap().loss).collect();
+    let end1 = stage1[25..].iter().sum::<f64>() / 5.0;
+    let end2 = stage2[25..].iter().sum::<f64>() / 5.0;
+    println!("stage 1 end {end1:.3}, stage 2 start {:.3}, end {end2:.3}", stage2[0]);
+    assert!(end2 < end1 - 0.1, "loss did not keep falling: {end1} -> {end2}");
+}

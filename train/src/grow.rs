@@ -1,0 +1,106 @@
+//! Progressive scaling: append parameter tokens to Pattentions, copying every old row exactly
+//! (spec: "Progressive scaling").
+//!
+//! - `Init::Random` + `Scale::New` is the authors' method: new keys and values drawn as at
+//!   initialisation, and √n uses the new token count, so every old score is rescaled.
+//! - `Init::Zero` + `Scale::Keep`: new keys are zero (GELU(0) = 0, and zeros leave ‖a‖
+//!   unchanged), new values drawn as at init, and the scale keeps the old token count: every
+//!   output of the L2-normalised variants is unchanged. (Under `softmax`, exp(0) = 1 is not zero,
+//!   so zero keys still shift probability mass: no growth is exact there.)
+
+use std::borrow::Cow;
+use tokenformer_core::config::PattentionKind;
+use tokenformer_core::init::{fill_normal, value_std, EMBED_STD};
+use tokenformer_core::model::{tensor_specs, Model, ModelError, Role};
+use tokenformer_core::{Config, Rng};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    Random,
+    Zero,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    New,
+    Keep,
+}
+
+/// Target token counts (None leaves a kind as it is).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Targets {
+    pub qkv: Option<usize>,
+    pub proj: Option<usize>,
+    pub ffn: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GrowError {
+    /// A target smaller than the current count: growth only appends.
+    Shrink { kind: &'static str, from: usize, to: usize },
+    Model(ModelError),
+}
+
+impl std::fmt::Display for GrowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GrowError::Shrink { kind, from, to } => {
+                write!(f, "cannot grow {kind} tokens from {from} to {to}: growth only appends tokens")
+            }
+            GrowError::Model(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for GrowError {}
+
+/// The grown model. The value σ for new rows is the one the *original* config's init used
+/// (it depends on layers and d, which growth does not change).
+pub fn grow(model: &Model<'_>, t: Targets, init: Init, scale: Scale, seed: u64) -> Result<Model<'static>, GrowError> {
+    let old = &model.config;
+    let mut cfg: Config = old.clone();
+    for (kind, name, target) in [
+        (PattentionKind::Qkv, "qkv", t.qkv),
+        (PattentionKind::Proj, "proj", t.proj),
+        (PattentionKind::Ffn, "ffn", t.ffn),
+    ] {
+        let from = old.tokens(kind);
+        let to = target.unwrap_or(from);
+        if to < from {
+            return Err(GrowError::Shrink { kind: name, from, to });
+        }
+        let (n, s) = match kind {
+            PattentionKind::Qkv => (&mut cfg.qkv_tokens, &mut cfg.qkv_scale_tokens),
+            PattentionKind::Proj => (&mut cfg.proj_tokens, &mut cfg.proj_scale_tokens),
+            PattentionKind::Ffn => (&mut cfg.ffn_tokens, &mut cfg.ffn_scale_tokens),
+        };
+        *n = to;
+        if scale == Scale::New {
+            *s = to;
+        }
+    }
+    cfg.validate().map_err(|e| GrowError::Model(ModelError::Config(e)))?;
+    let mut rng = Rng::new(seed);
+    let vstd = value_std(old);
+    let d = old.d_model;
+    let tensors = model
+        .tensors()
+        .into_iter()
+        .zip(tensor_specs(&cfg))
+        .map(|(w, spec)| {
+            let mut v = w.to_vec();
+            let extra = spec.numel() - w.len();
+            match spec.role {
+                Role::Keys(..) => match init {
+                    Init::Random => fill_normal(&mut rng, EMBED_STD, &mut v, extra),
+                    Init::Zero => v.resize(v.len() + extra, 0.0),
+                },
+                Role::Values(..) => fill_normal(&mut rng, vstd, &mut v, extra),
+                _ => {}
+            }
+            debug_assert_eq!(v.len() % d, 0);
+            Cow::Owned(v)
+        })
+        .collect();
+    Model::from_tensors(cfg, tensors).map_err(GrowError::Model)
+}
