@@ -48,7 +48,11 @@ impl RopeTable {
             for ((c, s), f) in cos.iter_mut().zip(sin.iter_mut()).zip(&self.inv_freq) {
                 let angle = (pos0 + i) as f32 * f;
                 *c = libm::cosf(angle);
-                *s = if inverse { -libm::sinf(angle) } else { libm::sinf(angle) };
+                *s = if inverse {
+                    -libm::sinf(angle)
+                } else {
+                    libm::sinf(angle)
+                };
             }
             for head in row.chunks_exact_mut(head_dim) {
                 let (x1, rest) = head.split_at_mut(h);
