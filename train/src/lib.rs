@@ -1,1 +1,3 @@
 pub use tokenformer_core as core;
+
+pub mod data;
