@@ -6,6 +6,7 @@ mod init;
 mod inspect;
 mod score;
 mod tokenize;
+mod tokenizer_train;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Sample a continuation of a prompt.
     Generate(generate::Args),
+    /// Learn a byte-level BPE tokenizer from text files.
+    TokenizerTrain(tokenizer_train::Args),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -43,6 +46,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Score(a) => score::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::TokenizerTrain(a) => tokenizer_train::run(a),
     }
 }
 
