@@ -1,3 +1,4 @@
 pub use tokenformer_core as core;
 
 pub mod data;
+pub mod plot;
