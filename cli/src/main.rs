@@ -2,10 +2,13 @@
 
 mod common;
 mod generate;
+mod grow;
 mod init;
 mod inspect;
 mod score;
 mod tokenize;
+mod tokenizer_train;
+mod train;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
@@ -34,6 +37,12 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Sample a continuation of a prompt.
     Generate(generate::Args),
+    /// Learn a byte-level BPE tokenizer from text files.
+    TokenizerTrain(tokenizer_train::Args),
+    /// Train a model (from scratch, a checkpoint, or resuming a run).
+    Train(train::Args),
+    /// Append parameter tokens to a model's Pattentions.
+    Grow(grow::Args),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -43,6 +52,9 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Score(a) => score::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::TokenizerTrain(a) => tokenizer_train::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Grow(a) => grow::run(a),
     }
 }
 

@@ -97,7 +97,13 @@ pub struct Args {
 struct Source(Windows);
 
 impl BatchSource for Source {
-    fn next_batch(&mut self, b: usize, s: usize, i: &mut Vec<u32>, t: &mut Vec<u32>) -> Result<(), String> {
+    fn next_batch(
+        &mut self,
+        b: usize,
+        s: usize,
+        i: &mut Vec<u32>,
+        t: &mut Vec<u32>,
+    ) -> Result<(), String> {
         self.0.next_batch(b, s, i, t).map_err(|e| e.to_string())
     }
     fn state(&self) -> serde_json::Value {
@@ -112,8 +118,10 @@ fn model_config(a: &Args, tokenizer_vocab: usize) -> Result<Config, String> {
     let mut cfg = match (&a.preset, &a.config) {
         (Some(p), _) => Config::preset(p).map_err(|e| e.to_string())?,
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| format!("{}: invalid config: {e}", path.display()))?
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| format!("{}: invalid config: {e}", path.display()))?
         }
         (None, None) => return Err("give --preset, --config or --from".into()),
     };
@@ -171,11 +179,17 @@ struct Log {
 impl Log {
     fn open(dir: &Path, resume_step: u64) -> Result<Log, String> {
         let path = dir.join("log.jsonl");
-        let mut log = Log { path, train: Vec::new(), heldout: Vec::new() };
+        let mut log = Log {
+            path,
+            train: Vec::new(),
+            heldout: Vec::new(),
+        };
         let mut kept = String::new();
         if let Ok(text) = std::fs::read_to_string(&log.path) {
             for line in text.lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
                 let step = v["step"].as_u64().unwrap_or(u64::MAX);
                 if step > resume_step {
                     continue;
@@ -211,7 +225,11 @@ impl Log {
     }
 
     fn plot(&self, dir: &Path) -> Result<(), String> {
-        let svg = tokenformer_train::plot::loss_svg(&self.train, &self.heldout, "TokenFormer training loss (nats/token)");
+        let svg = tokenformer_train::plot::loss_svg(
+            &self.train,
+            &self.heldout,
+            "TokenFormer training loss (nats/token)",
+        );
         let path = dir.join("loss.svg");
         tokenformer_core::file::write_atomic(&path, |w| w.write_all(svg.as_bytes()))
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -225,17 +243,23 @@ pub fn run(a: Args) -> Result<(), String> {
             .build_global()
             .map_err(|e| format!("--threads: {e}"))?;
     }
-    let dtype = Dtype::parse(&a.dtype).ok_or_else(|| format!("--dtype must be f32, f16 or bf16, got `{}`", a.dtype))?;
+    let dtype = Dtype::parse(&a.dtype)
+        .ok_or_else(|| format!("--dtype must be f32, f16 or bf16, got `{}`", a.dtype))?;
     let tok = common::load_tokenizer(&a.tokenizer)?;
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let corpus = tokenize_files(&a.data, &tok, a.heldout_frac, &a.out.join("data")).map_err(|e| e.to_string())?;
+    let corpus = tokenize_files(&a.data, &tok, a.heldout_frac, &a.out.join("data"))
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "data: {} training tokens ({} bytes), {} held-out tokens ({} bytes){}",
         corpus.train.len(),
         corpus.train_bytes,
         corpus.heldout.len(),
         corpus.heldout_bytes,
-        if corpus.cached { ", from the cache" } else { "" }
+        if corpus.cached {
+            ", from the cache"
+        } else {
+            ""
+        }
     );
     let be = Cpu;
     checkpoint::clean_temporaries(&a.out).map_err(|e| e.to_string())?;
@@ -244,13 +268,20 @@ pub fn run(a: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("--resume: no checkpoint in {}", a.out.display()))?;
         let (t, state) = checkpoint::load_checkpoint(&be, &dir).map_err(|e| e.to_string())?;
-        let ws: WindowsState = serde_json::from_value(state).map_err(|e| format!("{}: bad data state: {e}", dir.display()))?;
+        let ws: WindowsState = serde_json::from_value(state)
+            .map_err(|e| format!("{}: bad data state: {e}", dir.display()))?;
         let w = Windows::from_state(corpus.train.clone(), &ws).map_err(|e| e.to_string())?;
         eprintln!("resuming from {} (step {})", dir.display(), t.step);
         (t, w)
     } else {
-        if checkpoint::latest(&a.out).map_err(|e| e.to_string())?.is_some() {
-            return Err(format!("{} already holds checkpoints: pass --resume, or choose another --out", a.out.display()));
+        if checkpoint::latest(&a.out)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Err(format!(
+                "{} already holds checkpoints: pass --resume, or choose another --out",
+                a.out.display()
+            ));
         }
         let tc = train_config(&a)?;
         let model = match &a.from {
@@ -258,17 +289,30 @@ pub fn run(a: Args) -> Result<(), String> {
                 let f = ModelFile::open(path).map_err(|e| e.to_string())?;
                 f.model().map_err(|e| e.to_string())?.into_owned()
             }
-            None => tokenformer_core::init::init(model_config(&a, tok.get_vocab_size(true))?, a.seed).map_err(|e| e.to_string())?,
+            None => {
+                tokenformer_core::init::init(model_config(&a, tok.get_vocab_size(true))?, a.seed)
+                    .map_err(|e| e.to_string())?
+            }
         };
         if model.config.tokenizer_vocab < tok.get_vocab_size(true) {
             return Err("the model's vocabulary is smaller than the tokenizer's".into());
         }
-        (Trainer::new(&be, &model, tc), Windows::new(corpus.train.clone(), a.seed))
+        (
+            Trainer::new(&be, &model, tc),
+            Windows::new(corpus.train.clone(), a.seed),
+        )
     };
     run_loop(&a, &be, &mut trainer, Source(windows), &corpus, dtype)
 }
 
-fn run_loop(a: &Args, be: &Cpu, t: &mut Trainer<'_, Cpu>, mut src: Source, corpus: &Corpus, dtype: Dtype) -> Result<(), String> {
+fn run_loop(
+    a: &Args,
+    be: &Cpu,
+    t: &mut Trainer<'_, Cpu>,
+    mut src: Source,
+    corpus: &Corpus,
+    dtype: Dtype,
+) -> Result<(), String> {
     let tc = t.tc.clone();
     let cfg = t.params.config.clone();
     eprintln!(
@@ -292,10 +336,16 @@ fn run_loop(a: &Args, be: &Cpu, t: &mut Trainer<'_, Cpu>, mut src: Source, corpu
         // A second Ctrl-C while saving falls through to the default handler only after the save.
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
-    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(tc.steps) };
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(tc.steps)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_position(t.step);
     let save = |t: &Trainer<'_, Cpu>, src: &Source| -> Result<PathBuf, String> {
@@ -308,14 +358,21 @@ fn run_loop(a: &Args, be: &Cpu, t: &mut Trainer<'_, Cpu>, mut src: Source, corpu
         if stop.load(Ordering::SeqCst) {
             let dir = save(t, &src)?;
             bar.abandon();
-            eprintln!("interrupted: saved {} at step {}; continue with --resume", dir.display(), t.step);
+            eprintln!(
+                "interrupted: saved {} at step {}; continue with --resume",
+                dir.display(),
+                t.step
+            );
             return write_final(a, t, be, dtype);
         }
         let s = match t.step(&mut src) {
             Ok(s) => s,
             Err(e) => {
                 bar.abandon();
-                return Err(format!("{e} (checkpoints in {} are untouched)", a.out.display()));
+                return Err(format!(
+                    "{e} (checkpoints in {} are untouched)",
+                    a.out.display()
+                ));
             }
         };
         window_tokens += tc.tokens_per_step() as u64;
@@ -332,16 +389,26 @@ fn run_loop(a: &Args, be: &Cpu, t: &mut Trainer<'_, Cpu>, mut src: Source, corpu
             "tokens": t.tokens_seen, "tokens_per_s": tps,
         });
         if s.step % a.eval_every == 0 || s.step == tc.steps {
-            let set = if s.step == tc.steps { &all_windows } else { &eval_set };
+            let set = if s.step == tc.steps {
+                &all_windows
+            } else {
+                &eval_set
+            };
             let hl = tokenformer_train::trainer::eval_loss(be, &t.params, set, tc.batch);
             entry["heldout_loss"] = hl.into();
             if a.quiet {
-                eprintln!("step {} loss {:.4} held-out {:.4} lr {:.2e} {:.0} tok/s", s.step, s.loss, hl, s.lr, tps);
+                eprintln!(
+                    "step {} loss {:.4} held-out {:.4} lr {:.2e} {:.0} tok/s",
+                    s.step, s.loss, hl, s.lr, tps
+                );
             }
         }
         log.append(entry)?;
         bar.set_position(s.step);
-        bar.set_message(format!("loss {:.3} lr {:.1e} {:.0} tok/s", s.loss, s.lr, tps));
+        bar.set_message(format!(
+            "loss {:.3} lr {:.1e} {:.0} tok/s",
+            s.loss, s.lr, tps
+        ));
         if s.step % a.eval_every == 0 || s.step == tc.steps {
             log.plot(&a.out)?;
         }
@@ -356,7 +423,9 @@ fn run_loop(a: &Args, be: &Cpu, t: &mut Trainer<'_, Cpu>, mut src: Source, corpu
         let tokens = (all_windows.len() * tc.seq) as f64;
         eprintln!(
             "held-out: loss {hl:.4} nats/token over {} tokens in {} windows of {}",
-            tokens, all_windows.len(), tc.seq
+            tokens,
+            all_windows.len(),
+            tc.seq
         );
     }
     write_final(a, t, be, dtype)
@@ -366,6 +435,11 @@ fn write_final(a: &Args, t: &Trainer<'_, Cpu>, be: &Cpu, dtype: Dtype) -> Result
     let model = t.params.to_model(be).map_err(|e| e.to_string())?;
     let path = a.out.join(MODEL_FILE);
     save(&path, &model, dtype, &[]).map_err(|e| format!("{}: {e}", path.display()))?;
-    eprintln!("wrote {} (step {}, {} tokens seen)", path.display(), t.step, t.tokens_seen);
+    eprintln!(
+        "wrote {} (step {}, {} tokens seen)",
+        path.display(),
+        t.step,
+        t.tokens_seen
+    );
     Ok(())
 }

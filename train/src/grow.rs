@@ -37,7 +37,11 @@ pub struct Targets {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GrowError {
     /// A target smaller than the current count: growth only appends.
-    Shrink { kind: &'static str, from: usize, to: usize },
+    Shrink {
+        kind: &'static str,
+        from: usize,
+        to: usize,
+    },
     Model(ModelError),
 }
 
@@ -45,7 +49,10 @@ impl std::fmt::Display for GrowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GrowError::Shrink { kind, from, to } => {
-                write!(f, "cannot grow {kind} tokens from {from} to {to}: growth only appends tokens")
+                write!(
+                    f,
+                    "cannot grow {kind} tokens from {from} to {to}: growth only appends tokens"
+                )
             }
             GrowError::Model(e) => write!(f, "{e}"),
         }
@@ -56,7 +63,13 @@ impl std::error::Error for GrowError {}
 
 /// The grown model. The value σ for new rows is the one the *original* config's init used
 /// (it depends on layers and d, which growth does not change).
-pub fn grow(model: &Model<'_>, t: Targets, init: Init, scale: Scale, seed: u64) -> Result<Model<'static>, GrowError> {
+pub fn grow(
+    model: &Model<'_>,
+    t: Targets,
+    init: Init,
+    scale: Scale,
+    seed: u64,
+) -> Result<Model<'static>, GrowError> {
     let old = &model.config;
     let mut cfg: Config = old.clone();
     for (kind, name, target) in [
@@ -67,7 +80,11 @@ pub fn grow(model: &Model<'_>, t: Targets, init: Init, scale: Scale, seed: u64) 
         let from = old.tokens(kind);
         let to = target.unwrap_or(from);
         if to < from {
-            return Err(GrowError::Shrink { kind: name, from, to });
+            return Err(GrowError::Shrink {
+                kind: name,
+                from,
+                to,
+            });
         }
         let (n, s) = match kind {
             PattentionKind::Qkv => (&mut cfg.qkv_tokens, &mut cfg.qkv_scale_tokens),
@@ -79,7 +96,8 @@ pub fn grow(model: &Model<'_>, t: Targets, init: Init, scale: Scale, seed: u64) 
             *s = to;
         }
     }
-    cfg.validate().map_err(|e| GrowError::Model(ModelError::Config(e)))?;
+    cfg.validate()
+        .map_err(|e| GrowError::Model(ModelError::Config(e)))?;
     let mut rng = Rng::new(seed);
     let vstd = value_std(old);
     let d = old.d_model;

@@ -7,12 +7,15 @@
 //! - [`optim`]: AdamW, clipping, warmup + cosine; [`trainer`]: one step, accumulation, eval.
 //! - [`checkpoint`]: crash-safe training checkpoints (model + moments + state).
 //! - [`grow`]: progressive scaling by appending parameter tokens.
+//! - [`data`]: tokenized corpora, train / held-out split, windows; [`plot`]: loss curves as SVG.
 
 pub mod backend;
 pub mod checkpoint;
+pub mod data;
 pub mod grow;
 pub mod optim;
 pub mod params;
+pub mod plot;
 pub mod tape;
 pub mod trainer;
 

@@ -33,7 +33,11 @@ fn logits(m: &tokenformer_core::Model<'_>, tokens: &[u32]) -> Vec<f32> {
 
 fn max_rel(a: &[f32], b: &[f32]) -> f64 {
     let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs() as f64));
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .fold(0.0, f64::max)
+        / scale
 }
 
 proptest! {
@@ -62,12 +66,23 @@ proptest! {
 #[test]
 fn random_growth_changes_logits_and_old_rows_are_copied() {
     let m = init(cfg(2, 2, 8, 8, 16, Norm::L2NormGelu), 1).unwrap();
-    let t = Targets { qkv: Some(12), proj: Some(12), ffn: Some(24) };
+    let t = Targets {
+        qkv: Some(12),
+        proj: Some(12),
+        ffn: Some(24),
+    };
     let tokens: Vec<u32> = (0..16).map(|i| (i * 7 % 50) as u32).collect();
-    for (init_kind, scale) in [(Init::Random, Scale::New), (Init::Zero, Scale::New), (Init::Random, Scale::Keep)] {
+    for (init_kind, scale) in [
+        (Init::Random, Scale::New),
+        (Init::Zero, Scale::New),
+        (Init::Random, Scale::Keep),
+    ] {
         let g = grow(&m, t, init_kind, scale, 2).unwrap();
         let err = max_rel(&logits(&g, &tokens), &logits(&m, &tokens));
-        assert!(err > 1e-4, "{init_kind:?}/{scale:?} left the logits unchanged ({err:e})");
+        assert!(
+            err > 1e-4,
+            "{init_kind:?}/{scale:?} left the logits unchanged ({err:e})"
+        );
         let (old, new) = (&m.layers[1].ffn.keys, &g.layers[1].ffn.keys);
         assert_eq!(&new[..old.len()], &old[..]);
     }
@@ -76,6 +91,16 @@ fn random_growth_changes_logits_and_old_rows_are_copied() {
 #[test]
 fn growth_refuses_to_shrink() {
     let m = init(cfg(1, 1, 8, 8, 16, Norm::L2NormGelu), 1).unwrap();
-    let e = grow(&m, Targets { ffn: Some(8), ..Default::default() }, Init::Zero, Scale::Keep, 0).unwrap_err();
+    let e = grow(
+        &m,
+        Targets {
+            ffn: Some(8),
+            ..Default::default()
+        },
+        Init::Zero,
+        Scale::Keep,
+        0,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("only appends"), "{e}");
 }

@@ -344,7 +344,11 @@ fn grown_checkpoint_trains_on_and_loss_keeps_falling() {
     let mut data = Synthetic::new(500, 4000, 6);
     let stage1: Vec<f64> = (0..30).map(|_| t.step(&mut data).unwrap().loss).collect();
     let small = t.params.to_model(&be).unwrap();
-    let targets = Targets { qkv: Some(64), proj: Some(64), ffn: Some(128) };
+    let targets = Targets {
+        qkv: Some(64),
+        proj: Some(64),
+        ffn: Some(128),
+    };
     let grown = grow(&small, targets, Init::Zero, Scale::Keep, 1).unwrap();
     // Through a file, as `grow` then `train --from` do.
     let path = dir.path().join("grown.safetensors");
@@ -360,6 +364,12 @@ fn grown_checkpoint_trains_on_and_loss_keeps_falling() {
     let stage2: Vec<f64> = (0..30).map(|_| t2.step(&mut data).unwrap().loss).collect();
     let end1 = stage1[25..].iter().sum::<f64>() / 5.0;
     let end2 = stage2[25..].iter().sum::<f64>() / 5.0;
-    println!("stage 1 end {end1:.3}, stage 2 start {:.3}, end {end2:.3}", stage2[0]);
-    assert!(end2 < end1 - 0.1, "loss did not keep falling: {end1} -> {end2}");
+    println!(
+        "stage 1 end {end1:.3}, stage 2 start {:.3}, end {end2:.3}",
+        stage2[0]
+    );
+    assert!(
+        end2 < end1 - 0.1,
+        "loss did not keep falling: {end1} -> {end2}"
+    );
 }
