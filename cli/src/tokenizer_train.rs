@@ -31,6 +31,10 @@ pub struct Args {
     /// A pair must occur at least this often to be merged.
     #[arg(long, default_value_t = 2)]
     min_frequency: u64,
+    /// Learn only from the training part of each file: the tail that `train --heldout-frac`
+    /// holds out is left out here too, so the tokenizer never sees held-out text.
+    #[arg(long, default_value_t = 0.0)]
+    heldout_frac: f64,
 }
 
 pub fn run(a: Args) -> Result<(), String> {
@@ -40,12 +44,19 @@ pub fn run(a: Args) -> Result<(), String> {
             a.vocab_size
         ));
     }
+    if !(0.0..1.0).contains(&a.heldout_frac) {
+        return Err(format!(
+            "--heldout-frac must be in [0, 1), got {}",
+            a.heldout_frac
+        ));
+    }
     let mut texts = Vec::with_capacity(a.files.len());
     for f in &a.files {
         let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let text = String::from_utf8(bytes)
             .map_err(|e| format!("{}: not UTF-8 text: {e}", f.display()))?;
-        texts.push(text);
+        let cut = tokenformer_train::data::split_point(&text, a.heldout_frac);
+        texts.push(text[..cut].to_string());
     }
     let tok = train_bpe(&texts, a.vocab_size, a.min_frequency)?;
     let json = tok
