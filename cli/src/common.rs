@@ -47,9 +47,43 @@ pub fn check_ids(ids: &[u32], vocab_size: usize) -> Result<(), String> {
     Ok(())
 }
 
-pub fn default_tokenizer_hint(p: &Option<PathBuf>) -> Result<&Path, String> {
-    p.as_deref()
-        .ok_or_else(|| "--text and --file need --tokenizer tokenizer.json".to_string())
+/// The model trained by this project (models/MODEL.md), used when no --model is given.
+pub fn bundled_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shakespeare.safetensors")
+}
+
+/// --model, or the bundled model.
+pub fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, String> {
+    match p {
+        Some(p) => Ok(p.clone()),
+        None => {
+            let b = bundled_model();
+            if b.exists() {
+                Ok(b)
+            } else {
+                Err(format!(
+                    "no --model given and the bundled model is missing ({})",
+                    b.display()
+                ))
+            }
+        }
+    }
+}
+
+/// --tokenizer, or `tokenizer.json` beside the model (the Hugging Face layout).
+pub fn tokenizer_path(p: &Option<PathBuf>, model: &Path) -> Result<PathBuf, String> {
+    if let Some(p) = p {
+        return Ok(p.clone());
+    }
+    let beside = model.with_file_name("tokenizer.json");
+    if beside.exists() {
+        Ok(beside)
+    } else {
+        Err(format!(
+            "text input needs --tokenizer tokenizer.json (none beside {})",
+            model.display()
+        ))
+    }
 }
 
 /// Resident memory split into anonymous (heap: copies, caches) and file-backed (mapped weights)

@@ -9,9 +9,10 @@ use tokenformer_core::{Sampler, SamplerConfig, Session};
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "token_ids"])))]
 pub struct Args {
+    /// Checkpoint (default: the bundled Shakespeare model).
     #[arg(long)]
-    model: PathBuf,
-    /// Prompt text (needs --tokenizer).
+    model: Option<PathBuf>,
+    /// Prompt text (tokenizer: --tokenizer, or tokenizer.json beside the model).
     #[arg(long)]
     prompt: Option<String>,
     #[arg(long)]
@@ -43,21 +44,25 @@ pub fn run(a: Args) -> Result<(), String> {
     if !(a.top_p > 0.0 && a.top_p <= 1.0) {
         return Err(format!("--top-p must be in (0, 1], got {}", a.top_p));
     }
-    let tok = match &a.tokenizer {
-        Some(p) => Some(common::load_tokenizer(p)?),
-        None => None,
+    let model_path = common::model_path(&a.model)?;
+    let tok = match (&a.tokenizer, &a.prompt) {
+        (Some(p), _) => Some(common::load_tokenizer(p)?),
+        (None, Some(_)) => Some(common::load_tokenizer(&common::tokenizer_path(
+            &None,
+            &model_path,
+        )?)?),
+        (None, None) => None,
     };
     let prompt = match (&a.token_ids, &a.prompt, &tok) {
         (Some(ids), _, _) => common::parse_ids(ids)?,
         (None, Some(p), Some(t)) => common::encode(t, p)?,
-        (None, Some(_), None) => return Err("--prompt needs --tokenizer tokenizer.json".into()),
         _ => return Err("give --prompt or --token-ids".into()),
     };
     if prompt.is_empty() {
         return Err("the prompt is empty".into());
     }
     let t_load = Instant::now();
-    let mf = common::open_model(&a.model)?;
+    let mf = common::open_model(&model_path)?;
     let model = mf.model().map_err(|e| e.to_string())?;
     let load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let cfg = &model.config;
@@ -72,7 +77,7 @@ pub fn run(a: Args) -> Result<(), String> {
     // Reported only once the input is known good, so a user error stays one line.
     eprintln!(
         "loaded {} in {load_ms:.1} ms; {}",
-        a.model.display(),
+        model_path.display(),
         common::memory_report(&model)
     );
     let mut sampler = Sampler::new(

@@ -9,8 +9,9 @@ use tokenformer_core::Session;
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["token_ids", "text", "file"])))]
 pub struct Args {
+    /// Checkpoint (default: the bundled Shakespeare model).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Comma-separated token ids.
     #[arg(long)]
     token_ids: Option<String>,
@@ -39,15 +40,16 @@ pub fn run(a: Args) -> Result<(), String> {
         }
         _ => None,
     };
+    let model_path = common::model_path(&a.model)?;
     let tokens = match (&a.token_ids, &text) {
         (Some(ids), _) => common::parse_ids(ids)?,
         (None, Some(t)) => {
-            let tok = common::load_tokenizer(common::default_tokenizer_hint(&a.tokenizer)?)?;
+            let tok = common::load_tokenizer(&common::tokenizer_path(&a.tokenizer, &model_path)?)?;
             common::encode(&tok, t)?
         }
         _ => return Err("give --token-ids, --text or --file".into()),
     };
-    let mf = common::open_model(&a.model)?;
+    let mf = common::open_model(&model_path)?;
     let model = mf.model().map_err(|e| e.to_string())?;
     let cfg = &model.config;
     if tokens.len() < 2 {
