@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Progressive scaling in miniature (issue: "Progressive scaling"): one script regenerates every
+# figure of docs/scaling.md.
+#
+#   grown-zero   : S0 from scratch, then grown (zero keys, kept √n scale) to S1, then S2,
+#                  BUDGET tokens per stage, fresh optimizer and schedule per stage
+#   grown-random : the same with the authors' growth (random new tokens, √n of the new size)
+#   scratch-S1/S2-equal : S1 / S2 from scratch with the compute the grown path spent to reach it
+#   scratch-S2-long     : S2 from scratch with LONG_FACTOR× the grown path's tokens
+#
+# Sizes (d 128, 4 layers, 4 heads; Shakespeare, the bundled tokenizer):
+#   S0 q/k/v 64, proj 64, ffn 256 · S1 128/128/512 · S2 256/256/1024
+# Needs ~3 h on the project's 2-core machine with BUDGET=1000000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUDGET=${BUDGET:-1000000}        # tokens per growth stage
+LONG_FACTOR=${LONG_FACTOR:-3}
+SEQ=128
+BATCH=8
+TOKENS_PER_STEP=$((SEQ * BATCH))
+OUT=${OUT:-runs/scaling}
+T=target/release/tokenformer-cli
+
+bash scripts/fetch-shakespeare.sh data/shakespeare
+cargo build --release -p tokenformer-cli
+mapfile -t FILES < <(ls data/shakespeare/*_gut.txt | LC_ALL=C sort)
+mkdir -p "$OUT"
+
+config() { # name qkv proj ffn
+    cat > "$OUT/$1.json" <<JSON
+{"n_layers": 4, "d_model": 128, "n_heads": 4, "qkv_tokens": $2, "proj_tokens": $3, "ffn_tokens": $4,
+ "qkv_scale_tokens": $2, "proj_scale_tokens": $3, "ffn_scale_tokens": $4, "rotary_pct": 0.25,
+ "rotary_base": 10000.0, "norm": "l2_norm_gelu", "vocab_size": 4096, "tokenizer_vocab": 4096,
+ "max_context": $SEQ, "layer_norm_eps": 1e-5}
+JSON
+}
+config S0 64 64 256
+config S1 128 128 512
+config S2 256 256 1024
+
+train() { # run-dir steps (--config C | --from M)
+    local dir=$1 steps=$2
+    shift 2
+    if [ -f "$OUT/$dir/model.safetensors" ]; then return; fi
+    rm -rf "${OUT:?}/$dir"
+    $T train --data "${FILES[@]}" --tokenizer models/tokenizer.json --out "$OUT/$dir" --heldout-frac 0.02 \
+        --steps "$steps" --batch $BATCH --seq $SEQ --lr 2e-3 --warmup $((steps / 20 + 1)) \
+        --eval-every $((steps / 10)) --eval-windows 64 --save-every "$steps" --keep 1 --seed 0 --threads 2 --quiet "$@"
+}
+
+STAGE_STEPS=$((BUDGET / TOKENS_PER_STEP))
+for method in zero random; do
+    if [ $method = zero ]; then G=(--init zero --scale keep); else G=(--init random --scale new); fi
+    train "grown-$method-S0" $STAGE_STEPS --config "$OUT/S0.json"
+    $T grow --model "$OUT/grown-$method-S0/model.safetensors" --out "$OUT/grown-$method-S1-init.safetensors" \
+        --qkv-tokens 128 --proj-tokens 128 --ffn-tokens 512 "${G[@]}" --seed 1
+    train "grown-$method-S1" $STAGE_STEPS --from "$OUT/grown-$method-S1-init.safetensors"
+    $T grow --model "$OUT/grown-$method-S1/model.safetensors" --out "$OUT/grown-$method-S2-init.safetensors" \
+        --qkv-tokens 256 --proj-tokens 256 --ffn-tokens 1024 "${G[@]}" --seed 2
+    train "grown-$method-S2" $STAGE_STEPS --from "$OUT/grown-$method-S2-init.safetensors"
+done
+
+# Scratch baselines: steps chosen so their compute matches the grown path's (report.py prints
+# the exact FLOPs of every run, so the match can be checked).
+steps_for_equal() { # target-config, then the configs whose stages the grown path ran
+    python3 scripts/scaling_report.py --equal-steps "$OUT" "$STAGE_STEPS" "$@"
+}
+train scratch-S1-equal "$(steps_for_equal S1 S0 S1)" --config "$OUT/S1.json"
+train scratch-S2-equal "$(steps_for_equal S2 S0 S1 S2)" --config "$OUT/S2.json"
+train scratch-S2-long $((LONG_FACTOR * 3 * STAGE_STEPS)) --config "$OUT/S2.json"
+
+python3 scripts/scaling_report.py --report "$OUT" "$STAGE_STEPS" > docs/scaling.md
+echo "wrote docs/scaling.md and docs/scaling.svg"
