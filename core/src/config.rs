@@ -148,7 +148,12 @@ impl fmt::Display for ConfigError {
 const MAX_DIM: usize = 1 << 24;
 /// Largest parameter count or KV-cache element count a config may imply (2^40, about 1.1T):
 /// past every real model, and small enough that byte sizes fit in u64 with room to spare.
-const MAX_ELEMENTS: usize = 1 << 40;
+/// (On 32-bit targets usize itself is the bound.)
+const MAX_ELEMENTS: usize = if usize::BITS >= 64 {
+    (1u64 << 40) as usize
+} else {
+    usize::MAX
+};
 
 impl Config {
     pub const PRESETS: [&'static str; 5] = ["tiny", "150m", "450m", "900m", "1.5b"];
