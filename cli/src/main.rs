@@ -1,6 +1,7 @@
 //! `tokenformer-cli`: init, inspect, score, tokenize and generate with TokenFormer checkpoints.
 
 mod common;
+mod convert;
 mod generate;
 mod init;
 mod inspect;
@@ -34,6 +35,8 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Sample a continuation of a prompt.
     Generate(generate::Args),
+    /// Convert the authors' pytorch_model.bin (or official-name safetensors) to our format.
+    Convert(convert::Args),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -43,6 +46,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Score(a) => score::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Convert(a) => convert::run(a),
     }
 }
 

@@ -885,3 +885,174 @@ pub fn state_dict(data: &[u8]) -> Result<Vec<(String, TensorRef)>, PickleError> 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn tensor_pickle(proto: u8) -> Vec<u8> {
+        // {'w': _rebuild_parameter(_rebuild_tensor_v2(storage, 2, (2, 3), (1, 2), False, OrderedDict()), True, OrderedDict())}
+        // written with protocol-4 opcodes (FRAME, SHORT_BINUNICODE, STACK_GLOBAL, MEMOIZE).
+        let mut p = vec![0x80, proto, 0x95];
+        p.extend_from_slice(&0u64.to_le_bytes());
+        p.push(b'}');
+        p.push(0x94);
+        p.extend_from_slice(b"\x8c\x01w");
+        p.extend_from_slice(b"\x8c\x0ctorch._utils\x8c\x12_rebuild_parameter\x93");
+        p.extend_from_slice(b"\x8c\x0ctorch._utils\x8c\x12_rebuild_tensor_v2\x93\x94(");
+        p.extend_from_slice(
+            b"(\x8c\x07storage\x8c\x05torch\x8c\x0bHalfStorage\x93\x8c\x010\x8c\x03cpu",
+        );
+        p.extend_from_slice(b"\x8a\x01\x08tQ"); // numel 8 as LONG1
+        p.extend_from_slice(b"K\x02K\x02K\x03\x86K\x01K\x02\x86\x89");
+        p.extend_from_slice(b"\x8c\x0bcollections\x8c\x0bOrderedDict\x93\x94)R");
+        p.extend_from_slice(b"tR"); // the tensor
+        p.extend_from_slice(b"\x88h\x02)R\x87R"); // _rebuild_parameter(t, True, OrderedDict())
+        p.extend_from_slice(b"s.");
+        p
+    }
+
+    #[test]
+    fn reads_protocol_4_and_parameters() {
+        for proto in [2, 4, 5] {
+            let d = state_dict(&tensor_pickle(proto)).unwrap();
+            assert_eq!(d.len(), 1);
+            let (name, t) = &d[0];
+            assert_eq!(name, "w");
+            assert_eq!(t.storage.dtype, StorageType::F16);
+            assert_eq!((t.storage.key.as_str(), t.storage.numel), ("0", 8));
+            assert_eq!(
+                (t.offset, &t.shape[..], &t.stride[..]),
+                (2, &[2, 3][..], &[1, 2][..])
+            );
+        }
+        assert_eq!(
+            state_dict(&tensor_pickle(1)),
+            Err(PickleError::UnsupportedProtocol(1))
+        );
+    }
+
+    #[test]
+    fn integers_decode_as_python_does() {
+        for (bytes, want) in [
+            (&b"\x80\x02J\xff\xff\xff\xff."[..], -1i64),
+            (b"\x80\x02M\xff\xff.", 65535),
+            (b"\x80\x02\x8a\x01\xff.", -1),
+            (b"\x80\x02\x8a\x02\x00\x80.", -32768),
+            (b"\x80\x02\x8a\x05\x00\x00\x00\x00\x01.", 1 << 32),
+            (b"\x80\x02\x8a\x00.", 0),
+        ] {
+            assert_eq!(parse(bytes), Ok(Value::Int(want)), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_and_names_what_it_does_not_know() {
+        let err = |p: &[u8]| parse(p).unwrap_err();
+        assert_eq!(
+            err(b"\x80\x02cos\nsystem\n."),
+            PickleError::ForbiddenGlobal {
+                module: "os".into(),
+                name: "system".into(),
+                offset: 2
+            }
+        );
+        assert!(err(b"\x80\x02cos\nsystem\n.")
+            .to_string()
+            .contains("os.system"));
+        // STACK_GLOBAL is checked the same way.
+        assert!(matches!(
+            err(b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93."),
+            PickleError::ForbiddenGlobal { .. }
+        ));
+        for op in [
+            b'i', b'o', 0x81, 0x92, b'P', b'S', b'0', b'2', b'd', b'l', b'B', 0x82, 0xff,
+        ] {
+            let e = err(&[0x80, 2, op, b'.']);
+            assert_eq!(
+                e,
+                PickleError::UnknownOpcode {
+                    opcode: op,
+                    offset: 2
+                }
+            );
+            assert!(e.to_string().contains(opcode_name(op)));
+        }
+        // Calling a storage class, REDUCE on a string, wrong _rebuild_tensor_v2 arguments.
+        assert!(matches!(
+            err(b"\x80\x02ctorch\nFloatStorage\n)R."),
+            PickleError::BadArguments { .. }
+        ));
+        assert!(matches!(
+            err(b"\x80\x02X\x00\x00\x00\x00)R."),
+            PickleError::WrongType { .. }
+        ));
+        assert!(matches!(
+            err(b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n(K\x01t\x85R."),
+            PickleError::BadArguments { .. }
+        ));
+        // Persistent ids other than ('storage', torch.*Storage, key, location, numel).
+        assert!(matches!(
+            err(b"\x80\x02(X\x01\x00\x00\x00xtQ."),
+            PickleError::BadPersistentId { .. }
+        ));
+        // Stack and memo misuse.
+        assert!(matches!(
+            err(b"\x80\x02R."),
+            PickleError::StackUnderflow { .. }
+        ));
+        assert!(matches!(
+            err(b"\x80\x02(K\x01\x86."),
+            PickleError::StackUnderflow { .. }
+        ));
+        assert!(matches!(
+            err(b"\x80\x02h\x05."),
+            PickleError::MemoMissing { index: 5, .. }
+        ));
+        assert!(matches!(err(b"\x80\x02t."), PickleError::NoMark { .. }));
+        assert!(matches!(err(b"\x80\x02K\x01"), PickleError::NoStop));
+        assert!(matches!(
+            err(b"\x80\x02X\xff\xff\xff\x7f"),
+            PickleError::Truncated { .. }
+        ));
+        assert!(matches!(
+            err(b"\x80\x02X\x01\x00\x00\x00\xff."),
+            PickleError::BadString { .. }
+        ));
+        assert!(matches!(
+            err(b"\x80\x02]K\x01K\x02s."),
+            PickleError::WrongType { .. }
+        ));
+        // A dict of a non-tensor is not a state dict; duplicate keys are refused.
+        assert!(matches!(
+            state_dict(b"\x80\x02}X\x01\x00\x00\x00aK\x01s."),
+            Err(PickleError::NotStateDict { .. })
+        ));
+        assert!(matches!(
+            state_dict(b"\x80\x02K\x01."),
+            Err(PickleError::NotStateDict { .. })
+        ));
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_input() {
+        // A "billion laughs": each step memoizes a pair of two copies of the previous value,
+        // 2^40 values from 300 bytes if copies were free.
+        let mut q = vec![0x80, 2, b']', b'q', 0];
+        for i in 0..40u8 {
+            q.extend_from_slice(&[b'h', i, b'h', i, 0x86, b'q', i + 1]);
+        }
+        q.push(b'.');
+        assert!(matches!(parse(&q), Err(PickleError::TooLarge { .. })));
+        // Deep nesting is refused before recursion could matter.
+        let mut deep = vec![0x80, 2, b')'];
+        deep.extend(core::iter::repeat_n(0x85, 1000));
+        deep.push(b'.');
+        assert!(matches!(parse(&deep), Err(PickleError::TooDeep { .. })));
+        let mut ok = vec![0x80, 2, b')'];
+        ok.extend(core::iter::repeat_n(0x85, (MAX_DEPTH - 1) as usize));
+        ok.push(b'.');
+        assert!(parse(&ok).is_ok());
+    }
+}
