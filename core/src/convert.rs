@@ -159,7 +159,9 @@ impl From<TorchError> for ConvertError {
 /// The tensors of a state dict file: a torch.save zip (or a legacy torch file, refused with a
 /// clear error) or a safetensors file with the official names.
 pub fn read_official(bytes: &[u8]) -> Result<Vec<TensorView<'_>>, ConvertError> {
-    if bytes.starts_with(b"PK") || bytes.starts_with(&[0x80]) {
+    // A zip's first local header, or the pickled magic number that opens a legacy torch file
+    // (a safetensors file starts with its header length, which may begin 0x80 0x02 0x00).
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"\x80\x02\x8a") {
         return Ok(torch::read(bytes)?);
     }
     let st = checkpoint::parse_safetensors(bytes).map_err(ConvertError::Safetensors)?;

@@ -140,7 +140,11 @@ fn official_safetensors(views: &[TensorView<'_>]) -> Vec<u8> {
             serde_json::json!({"dtype": "F32", "shape": v.shape, "data_offsets": [start, data.len()]}),
         );
     }
-    let json = serde_json::to_vec(&header).unwrap();
+    let mut json = serde_json::to_vec(&header).unwrap();
+    // Pad to 0x10280 bytes: the file then starts 0x80 0x02 0x01 like a pickle, and must still
+    // be read as safetensors.
+    assert!(json.len() < 0x10280);
+    json.resize(0x10280, b' ');
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(&json);
     out.extend_from_slice(&data);
@@ -336,8 +340,14 @@ fn foreign_globals_are_refused_without_running_them() {
         ("torch", "load"),
         ("torch._utils", "_rebuild_qtensor"),
     ] {
-        let p = format!("\x02cos\n").replace("os", module);
-        let p = [b"\x80".as_slice(), p.as_bytes(), name.as_bytes(), b"\n."].concat();
+        let p = [
+            b"\x80\x02c",
+            module.as_bytes(),
+            b"\n",
+            name.as_bytes(),
+            b"\n.",
+        ]
+        .concat();
         assert!(matches!(
             torch::read(&torch_file(p, &[])),
             Err(TorchError::Pickle(PickleError::ForbiddenGlobal { .. }))
