@@ -146,6 +146,7 @@ impl fmt::Display for ConvertError {
             ),
             RotaryBuffer { name, reason } => write!(f, "rotary buffer `{name}`: {reason}"),
             Config(e) => write!(f, "{e}"),
+            Model(e) => write!(f, "{e}"),
         }
     }
 }
@@ -369,9 +370,5 @@ pub fn convert<'a>(tensors: &[TensorView<'a>], hyper: &Hyper) -> Result<Model<'a
         .iter()
         .map(|t| t.to_f32())
         .collect::<Result<Vec<_>, _>>()?;
-    Model::from_tensors(config, weights).map_err(|e| match e {
-        ModelError::Config(c) => ConvertError::Config(c),
-        // Lengths were checked against the same specs above.
-        other => ConvertError::UnknownTensor(other.to_string()),
-    })
+    Model::from_tensors(config, weights).map_err(ConvertError::Model)
 }

@@ -517,3 +517,26 @@ fn other_malformed_inputs_are_refused() {
         Err(ConvertError::Torch(TorchError::Legacy))
     );
 }
+
+#[test]
+fn a_rotary_buffer_is_accepted_only_when_it_matches() {
+    // small(): head_dim 4, rotary 0.5 → 2 rotary dims → inv_freq = [10000^0] = [1.0].
+    let with = |value: f32| {
+        let (mut e, mut s) = official(small(), 1);
+        let mut t = e[e.len() - 1].clone();
+        t.name = "sequential.3.attention.rotary_emb.inv_freq".into();
+        t.key = "inv".into();
+        t.storage_numel = 1;
+        t.shape = vec![1];
+        t.stride = vec![1];
+        e.push(t);
+        s.push(("inv".into(), value.to_le_bytes().to_vec()));
+        convert_bytes(&torch_file(pickle(&e), &s))
+    };
+    with(1.0).unwrap();
+    assert!(matches!(with(0.5), Err(ConvertError::RotaryBuffer { .. })));
+    assert!(matches!(
+        with(f32::NAN),
+        Err(ConvertError::RotaryBuffer { .. })
+    ));
+}
