@@ -115,6 +115,7 @@ pub enum ConvertError {
         reason: &'static str,
     },
     Config(ConfigError),
+    Model(ModelError),
 }
 
 impl fmt::Display for ConvertError {
@@ -146,7 +147,7 @@ impl fmt::Display for ConvertError {
             ),
             RotaryBuffer { name, reason } => write!(f, "rotary buffer `{name}`: {reason}"),
             Config(e) => write!(f, "{e}"),
-            Model(e) => write!(f, "{e}"),
+            ConvertError::Model(e) => write!(f, "{e}"),
         }
     }
 }
