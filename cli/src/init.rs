@@ -18,7 +18,7 @@ pub struct Args {
     dtype: Dtype,
 }
 
-fn parse_dtype(s: &str) -> Result<Dtype, String> {
+pub fn parse_dtype(s: &str) -> Result<Dtype, String> {
     Dtype::parse(s).ok_or_else(|| format!("unknown dtype `{s}` (expected f32, f16 or bf16)"))
 }
 

@@ -1,6 +1,7 @@
 //! `tokenformer-cli`: init, inspect, score, tokenize and generate with TokenFormer checkpoints.
 
 mod common;
+mod convert;
 mod generate;
 mod grow;
 mod init;
@@ -43,6 +44,8 @@ enum Command {
     Train(train::Args),
     /// Append parameter tokens to a model's Pattentions.
     Grow(grow::Args),
+    /// Convert the authors' pytorch_model.bin (or official-name safetensors) to our format.
+    Convert(convert::Args),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -55,6 +58,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::TokenizerTrain(a) => tokenizer_train::run(a),
         Command::Train(a) => train::run(a),
         Command::Grow(a) => grow::run(a),
+        Command::Convert(a) => convert::run(a),
     }
 }
 

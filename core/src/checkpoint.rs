@@ -330,35 +330,35 @@ fn to_f32<'a>(t: &RawTensor<'a>) -> Result<Weight<'a>, LoadError> {
             name: t.name.clone(),
             dtype: t.dtype.clone(),
         })?;
-    let b = t.bytes;
-    Ok(match dtype {
-        Dtype::F32 => {
-            if cfg!(target_endian = "little") && b.as_ptr().align_offset(4) == 0 {
-                // SAFETY: the pointer is 4-byte aligned, the length is a multiple of 4 (checked
-                // against the shape when parsing), every bit pattern is a valid f32, and the
-                // slice borrows `b` for its lifetime.
-                Cow::Borrowed(unsafe {
-                    core::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4)
-                })
-            } else {
-                Cow::Owned(
-                    b.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                )
-            }
+    Ok(decode(dtype, t.bytes))
+}
+
+impl Dtype {
+    /// One little-endian element (`b` holds exactly `self.size()` bytes).
+    pub fn read(self, b: &[u8]) -> f32 {
+        match self {
+            Dtype::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            Dtype::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            Dtype::BF16 => half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
         }
-        Dtype::F16 => Cow::Owned(
-            b.chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        ),
-        Dtype::BF16 => Cow::Owned(
-            b.chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        ),
-    })
+    }
+}
+
+/// Packed little-endian elements as f32: borrowed when they are aligned f32 on a little-endian
+/// machine, widened (or copied) otherwise. A trailing partial element is ignored.
+pub fn decode(dtype: Dtype, b: &[u8]) -> Weight<'_> {
+    if dtype == Dtype::F32 && cfg!(target_endian = "little") && b.as_ptr().align_offset(4) == 0 {
+        // SAFETY: the pointer is 4-byte aligned, the length is rounded down to a multiple of 4,
+        // every bit pattern is a valid f32, and the slice borrows `b` for its lifetime.
+        return Cow::Borrowed(unsafe {
+            core::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4)
+        });
+    }
+    Cow::Owned(
+        b.chunks_exact(dtype.size())
+            .map(|c| dtype.read(c))
+            .collect(),
+    )
 }
 
 /// Load and validate a model from checkpoint bytes. Aligned f32 weights borrow from `bytes`.

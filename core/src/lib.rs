@@ -5,6 +5,8 @@
 //! - [`ops`]: scalar reference kernels (Pattention, LayerNorm, rotary, attention).
 //! - [`checkpoint`]: safetensors with the config in its metadata; zero-copy, fully validated.
 //! - [`session`]: KV-cache decoding; [`sample`]: greedy / temperature / top-k / top-p.
+//! - [`torch`]: `torch.save` zip + bounded pickle reader; [`convert`]: the authors' official
+//!   tensor names → our model.
 //! - `file` (feature `std`): memory-mapped loading and atomic writes.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -15,6 +17,7 @@ extern crate std;
 
 pub mod checkpoint;
 pub mod config;
+pub mod convert;
 #[cfg(feature = "std")]
 pub mod file;
 pub mod graph;
@@ -23,6 +26,7 @@ pub mod model;
 pub mod ops;
 pub mod sample;
 pub mod session;
+pub mod torch;
 
 pub use checkpoint::{Dtype, LoadError};
 pub use config::{Config, ConfigError, Norm};
@@ -37,4 +41,6 @@ mod std_errors {
     impl std::error::Error for ConfigError {}
     impl std::error::Error for SessionError {}
     impl std::error::Error for model::ModelError {}
+    impl std::error::Error for convert::ConvertError {}
+    impl std::error::Error for torch::TorchError {}
 }

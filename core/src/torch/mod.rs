@@ -1,0 +1,347 @@
+//! Reading `torch.save` state dicts (`pytorch_model.bin`) without Python.
+//!
+//! A torch.save file is a zip archive (`zip`) holding `{archive}/data.pkl`, a pickle of the state
+//! dict (`pickle`), and one entry `{archive}/data/{key}` per storage with its raw little-endian
+//! bytes. This module joins the two: every tensor becomes a [`TensorView`], a strided view of a
+//! storage's bytes whose extent has been checked against the storage.
+
+pub mod pickle;
+pub mod zip;
+
+use crate::checkpoint::{decode, Dtype};
+use crate::model::Weight;
+use alloc::borrow::Cow;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+pub use pickle::{PickleError, StorageType};
+pub use zip::ZipError;
+
+/// Why a torch.save file was refused.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TorchError {
+    Zip(ZipError),
+    Pickle(PickleError),
+    /// A pickle at the start of the file: the format torch.save used before PyTorch 1.6.
+    Legacy,
+    NoDataPkl,
+    ByteOrder(String),
+    MissingStorage {
+        tensor: String,
+        key: String,
+    },
+    /// A storage entry whose size is not its element count times its element size.
+    StorageSize {
+        key: String,
+        expected: u64,
+        got: u64,
+    },
+    /// One storage key used with two different types or sizes.
+    StorageConflict {
+        key: String,
+    },
+    /// A tensor whose size, stride and offset reach past the end of its storage.
+    TensorPastStorage {
+        name: String,
+        needs: u64,
+        has: u64,
+    },
+    Overflow {
+        name: String,
+    },
+    /// The tensors together hold more elements than the file can justify (stride-0 views).
+    TooManyElements {
+        total: u64,
+        limit: u64,
+    },
+    UnsupportedDtype {
+        name: String,
+        dtype: &'static str,
+    },
+}
+
+impl fmt::Display for TorchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use TorchError::*;
+        match self {
+            Zip(e) => write!(f, "{e}"),
+            Pickle(e) => write!(f, "{e}"),
+            Legacy => write!(
+                f,
+                "this is the legacy (pre-1.6, non-zip) torch.save format; re-save it with a current PyTorch"
+            ),
+            NoDataPkl => write!(f, "no `<archive>/data.pkl` entry: not a torch.save zip file"),
+            ByteOrder(o) => write!(f, "the file's byte order is `{o}`; only little-endian is supported"),
+            MissingStorage { tensor, key } => {
+                write!(f, "tensor `{tensor}` uses storage `{key}`, which is not in the archive")
+            }
+            StorageSize { key, expected, got } => write!(
+                f,
+                "storage `{key}` holds {got} bytes; its declared element count needs {expected}"
+            ),
+            StorageConflict { key } => {
+                write!(f, "storage `{key}` is declared with two different types or sizes")
+            }
+            TensorPastStorage { name, needs, has } => write!(
+                f,
+                "tensor `{name}` needs {needs} elements of its storage, which holds only {has}"
+            ),
+            Overflow { name } => write!(f, "tensor `{name}`: size or stride overflows"),
+            TooManyElements { total, limit } => write!(
+                f,
+                "the tensors view {total} elements in total, more than this file's limit of {limit}"
+            ),
+            UnsupportedDtype { name, dtype } => write!(
+                f,
+                "tensor `{name}` is stored as {dtype}; only FloatStorage, HalfStorage and BFloat16Storage (f32, f16, bf16) convert"
+            ),
+        }
+    }
+}
+
+impl From<ZipError> for TorchError {
+    fn from(e: ZipError) -> Self {
+        TorchError::Zip(e)
+    }
+}
+
+impl From<PickleError> for TorchError {
+    fn from(e: PickleError) -> Self {
+        TorchError::Pickle(e)
+    }
+}
+
+/// A strided view of one storage's bytes; the extent is checked when it is made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorView<'a> {
+    pub name: String,
+    pub dtype: StorageType,
+    pub shape: Vec<usize>,
+    pub strides: Vec<usize>,
+    /// Offset into the storage, in elements.
+    pub offset: usize,
+    /// The whole storage.
+    pub storage: &'a [u8],
+}
+
+fn usize_of(x: u64, name: &str) -> Result<usize, TorchError> {
+    usize::try_from(x).map_err(|_| TorchError::Overflow { name: name.into() })
+}
+
+impl<'a> TensorView<'a> {
+    /// Check that every element of the view lies inside `storage`.
+    pub fn new(
+        name: String,
+        dtype: StorageType,
+        shape: Vec<usize>,
+        strides: Vec<usize>,
+        offset: usize,
+        storage: &'a [u8],
+    ) -> Result<TensorView<'a>, TorchError> {
+        let over = || TorchError::Overflow { name: name.clone() };
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &s| a.checked_mul(s))
+            .ok_or_else(over)?;
+        let has = (storage.len() / dtype.size()) as u64;
+        if numel > 0 {
+            // The last element a view touches: offset + Σ (size_i − 1)·stride_i.
+            let last = shape
+                .iter()
+                .zip(&strides)
+                .try_fold(offset, |a, (&s, &st)| {
+                    a.checked_add((s - 1).checked_mul(st)?)
+                })
+                .ok_or_else(over)?;
+            if last as u64 >= has {
+                return Err(TorchError::TensorPastStorage {
+                    name,
+                    needs: last as u64 + 1,
+                    has,
+                });
+            }
+        }
+        Ok(TensorView {
+            name,
+            dtype,
+            shape,
+            strides,
+            offset,
+            storage,
+        })
+    }
+
+    /// A packed row-major view (safetensors tensors).
+    pub fn packed(
+        name: String,
+        dtype: StorageType,
+        shape: Vec<usize>,
+        bytes: &'a [u8],
+    ) -> Result<TensorView<'a>, TorchError> {
+        let strides = row_major(&shape);
+        TensorView::new(name, dtype, shape, strides, 0, bytes)
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    fn contiguous(&self) -> bool {
+        let want = row_major(&self.shape);
+        // A dimension of size 1 may carry any stride.
+        self.shape
+            .iter()
+            .zip(self.strides.iter().zip(&want))
+            .all(|(&s, (&a, &b))| s == 1 || a == b)
+    }
+
+    /// The elements in row-major order as f32: borrowed from the storage when they are packed,
+    /// aligned f32, gathered through the strides otherwise.
+    pub fn to_f32(&self) -> Result<Weight<'a>, TorchError> {
+        let dtype = match self.dtype {
+            StorageType::F32 => Dtype::F32,
+            StorageType::F16 => Dtype::F16,
+            StorageType::BF16 => Dtype::BF16,
+            other => {
+                return Err(TorchError::UnsupportedDtype {
+                    name: self.name.clone(),
+                    dtype: other.class(),
+                })
+            }
+        };
+        let es = dtype.size();
+        let n = self.numel();
+        if n == 0 {
+            return Ok(Cow::Owned(Vec::new()));
+        }
+        // Extents were checked in `new`, so these indices are in bounds.
+        if self.contiguous() {
+            let b = &self.storage[self.offset * es..(self.offset + n) * es];
+            return Ok(decode(dtype, b));
+        }
+        let mut out = Vec::with_capacity(n);
+        let rank = self.shape.len();
+        let mut idx = vec![0usize; rank];
+        let mut at = self.offset;
+        for _ in 0..n {
+            out.push(dtype.read(&self.storage[at * es..(at + 1) * es]));
+            // Odometer over the shape, moving `at` by the strides.
+            for d in (0..rank).rev() {
+                // Wrapping: a size-1 dimension may carry any stride; `at` returns in range.
+                idx[d] += 1;
+                at = at.wrapping_add(self.strides[d]);
+                if idx[d] < self.shape[d] {
+                    break;
+                }
+                at = at.wrapping_sub(self.strides[d].wrapping_mul(self.shape[d]));
+                idx[d] = 0;
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+}
+
+/// Row-major strides of a shape, in elements.
+pub fn row_major(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1].saturating_mul(shape[i + 1]);
+    }
+    s
+}
+
+/// Read the state dict of a torch.save file, verifying every CRC-32 it uses.
+pub fn read(bytes: &[u8]) -> Result<Vec<TensorView<'_>>, TorchError> {
+    read_with(bytes, true)
+}
+
+/// `read` with the CRC check optional (fuzzing reaches past it only when it is off).
+pub fn read_with(bytes: &[u8], verify_crc: bool) -> Result<Vec<TensorView<'_>>, TorchError> {
+    let entries = match zip::read(bytes) {
+        Ok(e) => e,
+        // Protocol-2 pickle magic at byte 0 and no zip directory: the pre-1.6 format.
+        Err(ZipError::NoEndRecord { .. }) if bytes.starts_with(&[0x80, 0x02]) => {
+            return Err(TorchError::Legacy)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // `{archive}/data.pkl`, where `archive` is one directory level (torch uses the file's stem).
+    let mut pkls = entries.iter().filter(|e| {
+        e.name
+            .strip_suffix("/data.pkl")
+            .is_some_and(|p| !p.is_empty() && !p.contains('/'))
+    });
+    let pkl = pkls.next().ok_or(TorchError::NoDataPkl)?;
+    if pkls.next().is_some() {
+        return Err(TorchError::NoDataPkl);
+    }
+    let prefix = &pkl.name[..pkl.name.len() - "data.pkl".len()];
+    let by_name: BTreeMap<&str, &zip::Entry<'_>> = entries.iter().map(|e| (e.name, e)).collect();
+    if let Some(order) = by_name.get(format!("{prefix}byteorder").as_str()) {
+        if order.data != b"little" {
+            return Err(TorchError::ByteOrder(
+                String::from_utf8_lossy(order.data).into_owned(),
+            ));
+        }
+    }
+    if verify_crc {
+        pkl.verify_crc()?;
+    }
+    let dict = pickle::state_dict(pkl.data)?;
+
+    // Element budget: an honest file stores every element it shows at least once in ≥ 2 bytes,
+    // so twice the file's length is generous (tied tensors share a storage) yet bounds memory.
+    let limit = 2 * bytes.len() as u64;
+    let mut total = 0u64;
+    let mut storages: BTreeMap<String, pickle::Storage> = BTreeMap::new();
+    let mut out = Vec::with_capacity(dict.len());
+    for (name, t) in dict {
+        let s = &t.storage;
+        if let Some(prev) = storages.get(&s.key) {
+            if prev.dtype != s.dtype || prev.numel != s.numel {
+                return Err(TorchError::StorageConflict { key: s.key.clone() });
+            }
+        } else {
+            let entry = by_name
+                .get(format!("{prefix}data/{}", s.key).as_str())
+                .ok_or_else(|| TorchError::MissingStorage {
+                    tensor: name.clone(),
+                    key: s.key.clone(),
+                })?;
+            let expected = s.numel.checked_mul(s.dtype.size() as u64);
+            if expected != Some(entry.data.len() as u64) {
+                return Err(TorchError::StorageSize {
+                    key: s.key.clone(),
+                    expected: expected.unwrap_or(u64::MAX),
+                    got: entry.data.len() as u64,
+                });
+            }
+            if verify_crc {
+                entry.verify_crc()?;
+            }
+            storages.insert(s.key.clone(), s.clone());
+        }
+        let data = by_name[format!("{prefix}data/{}", s.key).as_str()].data;
+        let shape = t
+            .shape
+            .iter()
+            .map(|&x| usize_of(x, &name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let strides = t
+            .stride
+            .iter()
+            .map(|&x| usize_of(x, &name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let offset = usize_of(t.offset, &name)?;
+        let view = TensorView::new(name, s.dtype, shape, strides, offset, data)?;
+        total = total.saturating_add(view.numel() as u64);
+        if total > limit {
+            return Err(TorchError::TooManyElements { total, limit });
+        }
+        out.push(view);
+    }
+    Ok(out)
+}
