@@ -113,9 +113,9 @@ pub fn attention(q: &[f64], k: &[f64], v: &[f64], seq: usize, d: usize, heads: u
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
                 let z: f64 = e.iter().sum();
-                for j in 0..=t {
+                for (j, ej) in e.iter().enumerate() {
                     for i in r.clone() {
-                        out[(b * seq + t) * d + i] += e[j] / z * at(v, j, i);
+                        out[(b * seq + t) * d + i] += ej / z * at(v, j, i);
                     }
                 }
             }
