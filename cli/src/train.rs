@@ -354,6 +354,7 @@ fn run_loop(
     let mut window_start = Instant::now();
     let mut window_tokens = 0u64;
     let mut tps = 0.0;
+    let mut final_heldout = None;
     while t.step < tc.steps {
         if stop.load(Ordering::SeqCst) {
             let dir = save(t, &src)?;
@@ -396,6 +397,9 @@ fn run_loop(
             };
             let hl = tokenformer_train::trainer::eval_loss(be, &t.params, set, tc.batch);
             entry["heldout_loss"] = hl.into();
+            if s.step == tc.steps {
+                final_heldout = Some(hl);
+            }
             if a.quiet {
                 eprintln!(
                     "step {} loss {:.4} held-out {:.4} lr {:.2e} {:.0} tok/s",
@@ -417,13 +421,10 @@ fn run_loop(
         }
     }
     bar.finish();
-    // Held-out bits per byte over the whole held-out split.
-    if !all_windows.is_empty() {
-        let hl = tokenformer_train::trainer::eval_loss(be, &t.params, &all_windows, tc.batch);
-        let tokens = (all_windows.len() * tc.seq) as f64;
+    if let Some(hl) = final_heldout {
         eprintln!(
             "held-out: loss {hl:.4} nats/token over {} tokens in {} windows of {}",
-            tokens,
+            all_windows.len() * tc.seq,
             all_windows.len(),
             tc.seq
         );
