@@ -148,7 +148,7 @@ impl fmt::Display for ConfigError {
 const MAX_DIM: usize = 1 << 24;
 /// Largest parameter count or KV-cache element count a config may imply (2^40, about 1.1T):
 /// past every real model, and small enough that byte sizes fit in u64 with room to spare.
-const MAX_ELEMENTS: usize = 1 << 40;
+const MAX_ELEMENTS: u64 = 1 << 40;
 
 impl Config {
     pub const PRESETS: [&'static str; 5] = ["tiny", "150m", "450m", "900m", "1.5b"];
@@ -267,12 +267,12 @@ impl Config {
         }
         // Every tensor's element count and the total must fit comfortably in usize and u64 bytes.
         self.checked_params()
-            .filter(|&n| n <= MAX_ELEMENTS)
+            .filter(|&n| n as u64 <= MAX_ELEMENTS)
             .ok_or(ConfigError::TooLarge("parameter count"))?;
         self.max_context
             .checked_mul(self.d_model)
             .and_then(|x| x.checked_mul(2 * self.n_layers))
-            .filter(|&n| n <= MAX_ELEMENTS)
+            .filter(|&n| n as u64 <= MAX_ELEMENTS)
             .ok_or(ConfigError::TooLarge("KV cache size"))?;
         Ok(())
     }

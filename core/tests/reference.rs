@@ -352,7 +352,7 @@ proptest! {
 fn init_model_matches_reference() {
     let cfg = Config::preset("tiny").unwrap();
     let m = tokenformer_core::init::init(cfg.clone(), 7).unwrap();
-    let w: Vec<Vec<f32>> = m.tensors().iter().map(|t| t.to_vec()).collect();
+    let w: Vec<Vec<f32>> = m.tensors_f32();
     let tokens = [3u32, 1, 4, 1, 5, 9, 2, 6];
     let got = Session::new(&m).feed_all(&tokens).unwrap();
     let want = forward_ref(&cfg, &w, &tokens);
