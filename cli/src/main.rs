@@ -1,9 +1,11 @@
 //! `tokenformer-cli`: init, inspect, score, tokenize and generate with TokenFormer checkpoints.
 
+mod bench;
 mod common;
 mod generate;
 mod init;
 mod inspect;
+mod quantize;
 mod score;
 mod tokenize;
 
@@ -34,6 +36,10 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Sample a continuation of a prompt.
     Generate(generate::Args),
+    /// Rewrite a checkpoint with Q8_0 or Q4_0 parameter tokens.
+    Quantize(quantize::Args),
+    /// Prompt and decode speed against this machine's memory bandwidth.
+    Bench(bench::Args),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -43,6 +49,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Score(a) => score::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Quantize(a) => quantize::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 
