@@ -47,6 +47,22 @@ fn stream_bandwidth() -> f64 {
     STREAM_BYTES as f64 / best
 }
 
+/// CPU seconds this process has used (all threads): on a shared machine, decode's CPU time per
+/// thread estimates the speed it would have with the cores to itself.
+fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0;
+    if ok {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    } else {
+        f64::NAN
+    }
+}
+
 fn argmax(x: &[f32]) -> u32 {
     let mut best = 0;
     for (i, v) in x.iter().enumerate() {
@@ -83,18 +99,20 @@ pub fn run(a: Args) -> Result<(), String> {
         .map(|_| (rng.next_u64() % cfg.tokenizer_vocab as u64) as u32)
         .collect();
 
-    let (prefill_s, decode_s, bandwidth) = pool.install(|| -> Result<_, String> {
+    let (prefill_s, decode_s, decode_cpu_s, bandwidth) = pool.install(|| -> Result<_, String> {
         let mut s = Session::new(&model);
         let t = Instant::now();
         let mut logits = s.feed(&prompt).map_err(|e| e.to_string())?;
         let prefill_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
+        let cpu = cpu_seconds();
         for _ in 0..a.gen_tokens {
             let next = argmax(&logits[..cfg.tokenizer_vocab]);
             logits = s.feed(&[next]).map_err(|e| e.to_string())?;
         }
         let decode_s = t.elapsed().as_secs_f64();
-        Ok((prefill_s, decode_s, stream_bandwidth()))
+        let decode_cpu_s = cpu_seconds() - cpu;
+        Ok((prefill_s, decode_s, decode_cpu_s, stream_bandwidth()))
     })?;
 
     // Per decoded token: every weight once (the tied embedding whole, for the logits) and the
@@ -106,6 +124,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let prefill_tps = a.prompt_tokens as f64 / prefill_s;
     let decode_tps = a.gen_tokens as f64 / decode_s;
     let fraction = decode_tps * bytes_per_token / bandwidth;
+    let decode_cpu_tps = a.gen_tokens as f64 / (decode_cpu_s / a.threads as f64);
     let layers_format = model
         .layers
         .first()
@@ -121,6 +140,7 @@ pub fn run(a: Args) -> Result<(), String> {
                 "bytes_per_token": bytes_per_token,
                 "bandwidth_gb_s": bandwidth / 1e9,
                 "bandwidth_fraction": fraction,
+                "decode_cpu_tokens_per_s": decode_cpu_tps,
                 "threads": a.threads,
                 "instruction_set": kernels::instruction_set(),
                 "format": layers_format.name(),
@@ -141,7 +161,10 @@ pub fn run(a: Args) -> Result<(), String> {
         );
         println!("kernels: {}, {} thread(s)", kernels::instruction_set(), a.threads);
         println!("prefill: {prefill_tps:.1} tokens/s ({} tokens)", a.prompt_tokens);
-        println!("decode: {decode_tps:.2} tokens/s ({} tokens)", a.gen_tokens);
+        println!(
+            "decode: {decode_tps:.2} tokens/s ({} tokens; {decode_cpu_tps:.2} per CPU-second per thread)",
+            a.gen_tokens
+        );
         println!("bytes read per decoded token: {:.1} MB", bytes_per_token / 1e6);
         println!("streaming read bandwidth: {:.2} GB/s", bandwidth / 1e9);
         println!("bandwidth fraction: {fraction:.3}");
