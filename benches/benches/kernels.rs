@@ -26,12 +26,22 @@ fn bench_dots(c: &mut Criterion) {
     quant::quantize_row_q4_0(&a, &mut w4);
     let mut g = c.benchmark_group("dot_3072");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("f32_scalar", |bn| bn.iter(|| linalg::dot(black_box(&a), &b)));
+    g.bench_function("f32_scalar", |bn| {
+        bn.iter(|| linalg::dot(black_box(&a), &b))
+    });
     g.bench_function("f32_simd", |bn| bn.iter(|| vector::dot(black_box(&a), &b)));
-    g.bench_function("q8_0_scalar", |bn| bn.iter(|| quant::vec_dot_q8_0_q8_0(black_box(&w8), &x8)));
-    g.bench_function("q8_0_simd", |bn| bn.iter(|| vector::dot_q8_0(black_box(&w8), &x8)));
-    g.bench_function("q4_0_scalar", |bn| bn.iter(|| quant::vec_dot_q4_0_q8_0(black_box(&w4), &x8)));
-    g.bench_function("q4_0_simd", |bn| bn.iter(|| vector::dot_q4_0(black_box(&w4), &x8)));
+    g.bench_function("q8_0_scalar", |bn| {
+        bn.iter(|| quant::vec_dot_q8_0_q8_0(black_box(&w8), &x8))
+    });
+    g.bench_function("q8_0_simd", |bn| {
+        bn.iter(|| vector::dot_q8_0(black_box(&w8), &x8))
+    });
+    g.bench_function("q4_0_scalar", |bn| {
+        bn.iter(|| quant::vec_dot_q4_0_q8_0(black_box(&w4), &x8))
+    });
+    g.bench_function("q4_0_simd", |bn| {
+        bn.iter(|| vector::dot_q4_0(black_box(&w4), &x8))
+    });
     g.finish();
 }
 
@@ -68,7 +78,11 @@ fn bench_matvec(c: &mut Criterion) {
 fn bench_pattention(c: &mut Criterion) {
     let mut rng = Rng::new(3);
     let (d, n) = (768usize, 3072usize);
-    let (x, k, v) = (random(d, &mut rng), random(n * d, &mut rng), random(n * d, &mut rng));
+    let (x, k, v) = (
+        random(d, &mut rng),
+        random(n * d, &mut rng),
+        random(n * d, &mut rng),
+    );
     let mut g = c.benchmark_group("pattention_decode_d768_n3072");
     g.throughput(Throughput::Elements((2 * n * d) as u64));
     let mut out = vec![0.0; d];

@@ -99,21 +99,22 @@ pub fn run(a: Args) -> Result<(), String> {
         .map(|_| (rng.next_u64() % cfg.tokenizer_vocab as u64) as u32)
         .collect();
 
-    let (prefill_s, decode_s, decode_cpu_s, bandwidth) = pool.install(|| -> Result<_, String> {
-        let mut s = Session::new(&model);
-        let t = Instant::now();
-        let mut logits = s.feed(&prompt).map_err(|e| e.to_string())?;
-        let prefill_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let cpu = cpu_seconds();
-        for _ in 0..a.gen_tokens {
-            let next = argmax(&logits[..cfg.tokenizer_vocab]);
-            logits = s.feed(&[next]).map_err(|e| e.to_string())?;
-        }
-        let decode_s = t.elapsed().as_secs_f64();
-        let decode_cpu_s = cpu_seconds() - cpu;
-        Ok((prefill_s, decode_s, decode_cpu_s, stream_bandwidth()))
-    })?;
+    let (prefill_s, decode_s, decode_cpu_s, bandwidth) =
+        pool.install(|| -> Result<_, String> {
+            let mut s = Session::new(&model);
+            let t = Instant::now();
+            let mut logits = s.feed(&prompt).map_err(|e| e.to_string())?;
+            let prefill_s = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let cpu = cpu_seconds();
+            for _ in 0..a.gen_tokens {
+                let next = argmax(&logits[..cfg.tokenizer_vocab]);
+                logits = s.feed(&[next]).map_err(|e| e.to_string())?;
+            }
+            let decode_s = t.elapsed().as_secs_f64();
+            let decode_cpu_s = cpu_seconds() - cpu;
+            Ok((prefill_s, decode_s, decode_cpu_s, stream_bandwidth()))
+        })?;
 
     // Per decoded token: every weight once (the tied embedding whole, for the logits) and the
     // KV cache of every layer, keys and values, at that token's position.
@@ -159,13 +160,23 @@ pub fn run(a: Args) -> Result<(), String> {
             embedding_format,
             file_bytes as f64 / 1e6
         );
-        println!("kernels: {}, {} thread(s)", kernels::instruction_set(), a.threads);
-        println!("prefill: {prefill_tps:.1} tokens/s ({} tokens)", a.prompt_tokens);
+        println!(
+            "kernels: {}, {} thread(s)",
+            kernels::instruction_set(),
+            a.threads
+        );
+        println!(
+            "prefill: {prefill_tps:.1} tokens/s ({} tokens)",
+            a.prompt_tokens
+        );
         println!(
             "decode: {decode_tps:.2} tokens/s ({} tokens; {decode_cpu_tps:.2} per CPU-second per thread)",
             a.gen_tokens
         );
-        println!("bytes read per decoded token: {:.1} MB", bytes_per_token / 1e6);
+        println!(
+            "bytes read per decoded token: {:.1} MB",
+            bytes_per_token / 1e6
+        );
         println!("streaming read bandwidth: {:.2} GB/s", bandwidth / 1e9);
         println!("bandwidth fraction: {fraction:.3}");
     }

@@ -45,8 +45,13 @@ pub fn run(a: Args) -> Result<(), String> {
         .filter(|m| m.format() == Format::F32)
         .count()
         - 2; // the final norm's weight and bias always stay f32
-    file::save(&a.out, &q, Dtype::F32, &[("quantized_from", &a.model.display().to_string())])
-        .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    file::save(
+        &a.out,
+        &q,
+        Dtype::F32,
+        &[("quantized_from", &a.model.display().to_string())],
+    )
+    .map_err(|e| format!("{}: {e}", a.out.display()))?;
     let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "wrote {} ({}: layers {}, embedding {}; {:.1} MB{})",

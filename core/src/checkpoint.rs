@@ -398,7 +398,9 @@ fn to_blocks<'a, B: Block>(b: &'a [u8]) -> Cow<'a, [B]> {
         // SAFETY: B is a repr(C) block of an f16 (u16) and bytes, so every bit pattern is valid and
         // its size is B::BYTES (asserted in quant.rs); the pointer is aligned for B and the length
         // is a multiple of B::BYTES (checked by the caller); the slice borrows `b`.
-        Cow::Borrowed(unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<B>(), b.len() / B::BYTES) })
+        Cow::Borrowed(unsafe {
+            core::slice::from_raw_parts(b.as_ptr().cast::<B>(), b.len() / B::BYTES)
+        })
     } else {
         Cow::Owned(b.chunks_exact(B::BYTES).map(B::from_bytes).collect())
     }

@@ -70,7 +70,9 @@ impl<'a> Matrix<'a> {
     pub fn is_borrowed(&self) -> bool {
         matches!(
             self,
-            Matrix::F32(Cow::Borrowed(_)) | Matrix::Q8_0(Cow::Borrowed(_)) | Matrix::Q4_0(Cow::Borrowed(_))
+            Matrix::F32(Cow::Borrowed(_))
+                | Matrix::Q8_0(Cow::Borrowed(_))
+                | Matrix::Q4_0(Cow::Borrowed(_))
         )
     }
 
@@ -501,7 +503,11 @@ impl<'a> Model<'a> {
     /// A copy with the embedding in `embedding` and every key and value matrix in `layers`.
     /// Values are transposed into [d_out, n] rows. A matrix whose stored rows are not whole
     /// 32-value blocks (only tiny test models have such) stays f32.
-    pub fn quantize(&self, layers: Format, embedding: Format) -> Result<Model<'static>, ModelError> {
+    pub fn quantize(
+        &self,
+        layers: Format,
+        embedding: Format,
+    ) -> Result<Model<'static>, ModelError> {
         if self.matrices().iter().any(|m| m.format() != Format::F32) {
             return Err(ModelError::AlreadyQuantized);
         }

@@ -336,7 +336,10 @@ mod tests {
             let x = smooth(32 * 128, offset);
             for f in [Format::Q8_0, Format::Q4_0] {
                 let e = ggml_rmse(&x, &round_trip(&x, f));
-                std::println!("{f} offset {offset}: ggml rmse {e:.2e}, rmse {:.2e}", rmse(&x, &round_trip(&x, f)));
+                std::println!(
+                    "{f} offset {offset}: ggml rmse {e:.2e}, rmse {:.2e}",
+                    rmse(&x, &round_trip(&x, f))
+                );
                 assert!(e <= 0.002, "{f} offset {offset}: {e}");
             }
         }
@@ -360,7 +363,10 @@ mod tests {
                     _ => (amax / 8.0, 1.0 + 8.0 / 2048.0),
                 };
                 for (a, b) in xb.iter().zip(yb) {
-                    assert!((a - b).abs() <= bound * step * 1.0001, "{f}: {a} → {b} (step {step})");
+                    assert!(
+                        (a - b).abs() <= bound * step * 1.0001,
+                        "{f}: {a} → {b} (step {step})"
+                    );
                 }
             }
         }
@@ -396,8 +402,15 @@ mod tests {
                 worst = [worst[0].max(e8), worst[1].max(e4)];
             }
         }
-        std::println!("worst |dot error|: q8_0 {:.2e}, q4_0 {:.2e}", worst[0], worst[1]);
-        assert!(worst[0] < worst[1] / 4.0, "q8_0 should be far more exact than q4_0");
+        std::println!(
+            "worst |dot error|: q8_0 {:.2e}, q4_0 {:.2e}",
+            worst[0],
+            worst[1]
+        );
+        assert!(
+            worst[0] < worst[1] / 4.0,
+            "q8_0 should be far more exact than q4_0"
+        );
         // ggml's own measure on its smooth data: |error| / n ≤ 0.02.
         let (w, x) = (smooth(4096, 0.0), smooth(4096, 1.0));
         let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
@@ -420,7 +433,7 @@ mod tests {
         let mut b = [BlockQ4_0::default()];
         quantize_row_q4_0(&x, &mut b);
         assert_eq!(b[0].d.to_f32(), 0.5);
-        assert_eq!(b[0].qs[0], 0 | (15 << 4));
+        assert_eq!(b[0].qs[0], 15 << 4, "element 0 → q 0, element 16 → q 15");
         assert_eq!(b[0].qs[5] & 0x0f, 9);
         assert_eq!(b[0].qs[1], 8 | (8 << 4));
         let mut y = [0.0f32; QK];
@@ -447,7 +460,10 @@ mod tests {
         for bits in 0..=u16::MAX {
             let h = f16::from_bits(bits);
             let (a, b) = (f16_to_f32(h), h.to_f32());
-            assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{bits:#x}");
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{bits:#x}"
+            );
         }
     }
 

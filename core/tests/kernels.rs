@@ -19,16 +19,26 @@ fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
 fn check(got: f32, want: f32, abs_terms: f64, n: usize, what: &str) {
     let err = (got as f64 - want as f64).abs();
     let bound = 1e-6 * n.max(1) as f64 * abs_terms.max(f64::MIN_POSITIVE);
-    assert!(err <= bound, "{what}: {got} vs {want} (err {err:e}, bound {bound:e})");
+    assert!(
+        err <= bound,
+        "{what}: {got} vs {want} (err {err:e}, bound {bound:e})"
+    );
 }
 
 fn abs_terms(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum::<f64>() / a.len().max(1) as f64
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 * *y as f64).abs())
+        .sum::<f64>()
+        / a.len().max(1) as f64
 }
 
 #[test]
 fn prints_dispatch() {
-    println!("kernels dispatch to: {}", tokenformer_core::kernels::instruction_set());
+    println!(
+        "kernels dispatch to: {}",
+        tokenformer_core::kernels::instruction_set()
+    );
 }
 
 proptest! {
@@ -76,7 +86,13 @@ proptest! {
 #[test]
 fn quantized_dot_extremes() {
     let d = half::f16::from_f32(0.5);
-    for (wq, xq) in [(-128i8, 127i8), (-128, -127), (127, 127), (-127, 127), (127, -127)] {
+    for (wq, xq) in [
+        (-128i8, 127i8),
+        (-128, -127),
+        (127, 127),
+        (-127, 127),
+        (127, -127),
+    ] {
         let w = vec![BlockQ8_0 { d, qs: [wq; QK] }; 3];
         let x = vec![BlockQ8_0 { d, qs: [xq; QK] }; 3];
         let want = quant::vec_dot_q8_0_q8_0(&w, &x);
@@ -116,7 +132,13 @@ fn products_match_f64() {
                     for r in 0..rows {
                         let (a, b) = (&xe[i * k..(i + 1) * k], &wd[r * k..(r + 1) * k]);
                         let want: f64 = a.iter().zip(b).map(|(p, q)| *p as f64 * *q as f64).sum();
-                        check(out[i * rows + r], want as f32, abs_terms(a, b), k, "matmul_nt");
+                        check(
+                            out[i * rows + r],
+                            want as f32,
+                            abs_terms(a, b),
+                            k,
+                            "matmul_nt",
+                        );
                     }
                 }
                 // Values: V [n = k, d_out = rows], quantized transposed.
@@ -126,12 +148,18 @@ fn products_match_f64() {
                 } else {
                     Matrix::quantize(&transpose(&v, k, rows), f)
                 };
-                let vd = if f == Format::F32 { vm.to_f32() } else { transpose(&vm.to_f32(), rows, k) };
+                let vd = if f == Format::F32 {
+                    vm.to_f32()
+                } else {
+                    transpose(&vm.to_f32(), rows, k)
+                };
                 let mut out = vec![f32::NAN; t * rows];
                 matmul::matmul_values(&vm, &x, k, rows, &mut out);
                 for i in 0..t {
                     for o in 0..rows {
-                        let terms: Vec<f64> = (0..k).map(|j| xe[i * k + j] as f64 * vd[j * rows + o] as f64).collect();
+                        let terms: Vec<f64> = (0..k)
+                            .map(|j| xe[i * k + j] as f64 * vd[j * rows + o] as f64)
+                            .collect();
                         let want: f64 = terms.iter().sum();
                         let at = terms.iter().map(|x| x.abs()).sum::<f64>() / k as f64;
                         check(out[i * rows + o], want as f32, at, k, "matmul_values");
@@ -151,19 +179,30 @@ fn products_single_and_multi_threaded_agree() {
     for f in Format::ALL {
         let m = Matrix::quantize(&w, f);
         let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             let mut out = vec![0.0; t * rows];
             pool.install(|| matmul::matmul_nt(&m, &x, k, &mut out));
             out
         };
-        assert_eq!(run(1), run(2), "{f}: a row's dot does not depend on how rows are split");
+        assert_eq!(
+            run(1),
+            run(2),
+            "{f}: a row's dot does not depend on how rows are split"
+        );
     }
 }
 
 #[test]
 fn attention_matches_scalar() {
     let mut rng = Rng::new(2);
-    for &(d, heads, pos0, t) in &[(8usize, 2usize, 0usize, 3usize), (64, 4, 5, 1), (96, 3, 17, 4)] {
+    for &(d, heads, pos0, t) in &[
+        (8usize, 2usize, 0usize, 3usize),
+        (64, 4, 5, 1),
+        (96, 3, 17, 4),
+    ] {
         let q = random(t * d, &mut rng);
         let k = random((pos0 + t) * d, &mut rng);
         let v = random((pos0 + t) * d, &mut rng);

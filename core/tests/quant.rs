@@ -25,7 +25,9 @@ fn small() -> Config {
 
 fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
     let mut rng = Rng::new(seed);
-    (0..n).map(|_| (rng.next_u64() % vocab as u64) as u32).collect()
+    (0..n)
+        .map(|_| (rng.next_u64() % vocab as u64) as u32)
+        .collect()
 }
 
 /// Mean KL(p_f32 ‖ p_quant) over positions and the worst |logit difference| relative to the
@@ -36,11 +38,20 @@ fn divergence(a: &Model<'_>, b: &Model<'_>, toks: &[u32]) -> (f64, f64) {
     let (mut kl, mut worst) = (0.0, 0.0f64);
     for t in 0..toks.len() {
         let (pa, pb) = (log_softmax(la.row(t)), log_softmax(lb.row(t)));
-        kl += pa.iter().zip(&pb).map(|(x, y)| x.exp() * (x - y)).sum::<f64>();
+        kl += pa
+            .iter()
+            .zip(&pb)
+            .map(|(x, y)| x.exp() * (x - y))
+            .sum::<f64>();
         let row = la.row(t);
         let mean = row.iter().map(|&x| x as f64).sum::<f64>() / row.len() as f64;
-        let sd = (row.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / row.len() as f64).sqrt();
-        let d = row.iter().zip(lb.row(t)).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
+        let sd =
+            (row.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / row.len() as f64).sqrt();
+        let d = row
+            .iter()
+            .zip(lb.row(t))
+            .map(|(x, y)| (x - y).abs() as f64)
+            .fold(0.0, f64::max);
         worst = worst.max(d / sd);
     }
     (kl / toks.len() as f64, worst)
@@ -64,7 +75,10 @@ fn quantized_logits_close_to_f32() {
         assert!(kl4 <= 1e-2 && w4 <= 2.5, "q4_0: KL {kl4}, worst {w4}σ");
         assert!(kl8 < kl4);
         // Every matrix was quantized, values transposed (the decode layout).
-        assert!(q4.layers.iter().all(|l| matches!(l.ffn.values, Matrix::Q4_0(_))));
+        assert!(q4
+            .layers
+            .iter()
+            .all(|l| matches!(l.ffn.values, Matrix::Q4_0(_))));
         assert!(matches!(q8.embedding, Matrix::Q8_0(_)));
     }
 }
@@ -79,12 +93,17 @@ fn quantized_session_matches_its_dequantized_weights() {
         let q = m.quantize(f, f).unwrap();
         let deq = Model::from_tensors(
             q.config.clone(),
-            q.tensors_f32().into_iter().map(std::borrow::Cow::Owned).collect(),
+            q.tensors_f32()
+                .into_iter()
+                .map(std::borrow::Cow::Owned)
+                .collect(),
         )
         .unwrap();
         let (kl_act, w_act) = divergence(&deq, &q, &toks);
         let (kl_all, w_all) = divergence(&m, &q, &toks);
-        println!("{f}: activations only KL {kl_act:.2e} worst {w_act:.3}σ; all {kl_all:.2e} {w_all:.3}σ");
+        println!(
+            "{f}: activations only KL {kl_act:.2e} worst {w_act:.3}σ; all {kl_all:.2e} {w_all:.3}σ"
+        );
         assert!(kl_act <= 2e-5 && w_act <= 0.15, "{f}: {kl_act} {w_act}");
     }
 }
@@ -103,7 +122,11 @@ fn quantized_kv_cache_matches_block() {
             last = s.feed(&[t]).unwrap();
         }
         let want = full.row(toks.len() - 1);
-        let err = last.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let err = last
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(err <= 1e-4, "{f}: {err}");
     }
 }
@@ -114,12 +137,21 @@ fn partial_blocks_stay_f32() {
     let m = init::init(Config::preset("tiny").unwrap(), 1).unwrap();
     let q = m.quantize(Format::Q4_0, Format::Q8_0).unwrap();
     let l = &q.layers[0];
-    assert!(matches!(l.q.keys, Matrix::Q4_0(_)), "keys rows are d = 64 long");
-    assert!(matches!(l.q.values, Matrix::F32(_)), "transposed values rows are n = 48 long");
+    assert!(
+        matches!(l.q.keys, Matrix::Q4_0(_)),
+        "keys rows are d = 64 long"
+    );
+    assert!(
+        matches!(l.q.values, Matrix::F32(_)),
+        "transposed values rows are n = 48 long"
+    );
     assert!(matches!(l.ffn.values, Matrix::Q4_0(_)), "ffn n = 96");
     let (kl, _) = divergence(&m, &q, &tokens(8, 500, 1));
     assert!(kl <= 1e-2, "{kl}");
-    assert!(q.quantize(Format::Q8_0, Format::Q8_0).is_err(), "already quantized");
+    assert!(
+        q.quantize(Format::Q8_0, Format::Q8_0).is_err(),
+        "already quantized"
+    );
 }
 
 fn aligned(bytes: &[u8]) -> Vec<u64> {
@@ -146,7 +178,11 @@ fn quantized_checkpoints_round_trip_and_borrow() {
         let buf = aligned(&bytes);
         let back = load(as_bytes(&buf, bytes.len())).unwrap();
         assert_eq!(back.tensors(), q.tensors());
-        assert_eq!(back.borrowed_bytes(), q.weight_bytes(), "every tensor borrowed");
+        assert_eq!(
+            back.borrowed_bytes(),
+            q.weight_bytes(),
+            "every tensor borrowed"
+        );
         let toks = tokens(5, 512, 9);
         assert_eq!(
             Session::new(&back).feed(&toks).unwrap(),
@@ -174,12 +210,18 @@ fn join(h: &serde_json::Map<String, Value>, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn quant_meta(h: &mut serde_json::Map<String, Value>, f: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+fn quant_meta(
+    h: &mut serde_json::Map<String, Value>,
+    f: impl FnOnce(&mut serde_json::Map<String, Value>),
+) {
     let meta = h["__metadata__"].as_object_mut().unwrap();
     let mut q: serde_json::Map<String, Value> =
         serde_json::from_str(meta[QUANT_KEY].as_str().unwrap()).unwrap();
     f(&mut q);
-    meta.insert(QUANT_KEY.into(), Value::String(serde_json::to_string(&q).unwrap()));
+    meta.insert(
+        QUANT_KEY.into(),
+        Value::String(serde_json::to_string(&q).unwrap()),
+    );
 }
 
 #[test]
@@ -205,9 +247,11 @@ fn malformed_quantized_checkpoints_are_refused() {
         "layers.0.q.values",
     );
     bad_quant(
-        edited(&|h| quant_meta(h, |q| {
-            q.insert("layers.99.q.keys".into(), q["layers.0.q.keys"].clone());
-        })),
+        edited(&|h| {
+            quant_meta(h, |q| {
+                q.insert("layers.99.q.keys".into(), q["layers.0.q.keys"].clone());
+            })
+        }),
         "layers.99.q.keys",
     );
     bad_quant(
@@ -225,7 +269,8 @@ fn malformed_quantized_checkpoints_are_refused() {
     ));
     // Logical shape that disagrees with the config.
     assert!(matches!(
-        edited(&|h| quant_meta(h, |q| q["layers.0.o.keys"]["shape"] = serde_json::json!([32, 128]))),
+        edited(&|h| quant_meta(h, |q| q["layers.0.o.keys"]["shape"] =
+            serde_json::json!([32, 128]))),
         LoadError::WrongShape { .. }
     ));
     // Stored shape that disagrees with the format (q4_0 bytes per row, q8_0 declared).

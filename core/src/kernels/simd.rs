@@ -149,7 +149,13 @@ pub fn scores_times_values(
     cols: core::ops::Range<usize>,
     out: &mut [f32],
 ) {
-    struct Op<'a>(&'a [f32], &'a [f32], usize, core::ops::Range<usize>, &'a mut [f32]);
+    struct Op<'a>(
+        &'a [f32],
+        &'a [f32],
+        usize,
+        core::ops::Range<usize>,
+        &'a mut [f32],
+    );
     impl WithSimd for Op<'_> {
         type Output = ();
         #[inline(always)]
@@ -219,7 +225,9 @@ mod avx2 {
         let ax = simd.avx2._mm256_sign_epi8(x, x);
         let sy = simd.avx2._mm256_sign_epi8(y, x);
         let dot16 = simd.avx2._mm256_maddubs_epi16(ax, sy);
-        let dot32 = simd.avx2._mm256_madd_epi16(dot16, simd.avx._mm256_set1_epi16(1));
+        let dot32 = simd
+            .avx2
+            ._mm256_madd_epi16(dot16, simd.avx._mm256_set1_epi16(1));
         simd.avx._mm256_cvtepi32_ps(dot32)
     }
 
@@ -227,7 +235,8 @@ mod avx2 {
     fn hsum(simd: V3, v: __m256) -> f32 {
         let lanes: [f32; 8] = pulp::cast(v);
         let _ = simd;
-        ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+            + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
     }
 
     #[inline(always)]
@@ -259,7 +268,9 @@ mod avx2 {
         let lo: __m128i = pulp::cast(qs);
         let hi = simd.sse2._mm_srli_epi16::<4>(lo);
         let both: __m256i = pulp::cast([lo, hi]);
-        let nib = simd.avx2._mm256_and_si256(both, simd.avx._mm256_set1_epi8(0x0f));
+        let nib = simd
+            .avx2
+            ._mm256_and_si256(both, simd.avx._mm256_set1_epi8(0x0f));
         simd.avx2._mm256_sub_epi8(nib, simd.avx._mm256_set1_epi8(8))
     }
 
@@ -291,7 +302,13 @@ mod avx2 {
 /// activation rows of `x` (blocks `xb`, f32 scales `xd`).
 macro_rules! rows_dot_q {
     ($name:ident, $block:ty, $avx2:path, $portable:ident) => {
-        pub fn $name(w: &[$block], row_blocks: usize, xb: &[BlockQ8_0], xd: &[f32], out: &mut [f32]) {
+        pub fn $name(
+            w: &[$block],
+            row_blocks: usize,
+            xb: &[BlockQ8_0],
+            xd: &[f32],
+            out: &mut [f32],
+        ) {
             let t = xb.len() / row_blocks;
             #[inline(always)]
             fn rows(
@@ -314,10 +331,21 @@ macro_rules! rows_dot_q {
             if let Some(simd) = pulp::x86::V3::try_new() {
                 return simd.vectorize(
                     #[inline(always)]
-                    || rows(w, row_blocks, xb, xd, t, out, |a, b, d| $avx2(simd, a, b, d)),
+                    || {
+                        rows(w, row_blocks, xb, xd, t, out, |a, b, d| {
+                            $avx2(simd, a, b, d)
+                        })
+                    },
                 );
             }
-            struct Op<'a>(&'a [$block], usize, &'a [BlockQ8_0], &'a [f32], usize, &'a mut [f32]);
+            struct Op<'a>(
+                &'a [$block],
+                usize,
+                &'a [BlockQ8_0],
+                &'a [f32],
+                usize,
+                &'a mut [f32],
+            );
             impl WithSimd for Op<'_> {
                 type Output = ();
                 #[inline(always)]
@@ -336,6 +364,16 @@ rows_dot_q!(rows_dot_q8_0, BlockQ8_0, avx2::dot_q8_0, dot_q8_0_portable);
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
 rows_dot_q!(rows_dot_q4_0, BlockQ4_0, avx2::dot_q4_0, dot_q4_0_portable);
 #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
-rows_dot_q!(rows_dot_q8_0, BlockQ8_0, dot_q8_0_portable, dot_q8_0_portable);
+rows_dot_q!(
+    rows_dot_q8_0,
+    BlockQ8_0,
+    dot_q8_0_portable,
+    dot_q8_0_portable
+);
 #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
-rows_dot_q!(rows_dot_q4_0, BlockQ4_0, dot_q4_0_portable, dot_q4_0_portable);
+rows_dot_q!(
+    rows_dot_q4_0,
+    BlockQ4_0,
+    dot_q4_0_portable,
+    dot_q4_0_portable
+);
