@@ -248,12 +248,14 @@ pub fn f16_to_f32(h: f16) -> f32 {
     f32::from_bits(o | ((h & 0x8000) as u32) << 16)
 }
 
-/// Rows of activations quantized to Q8_0 for the integer products, with each block's scale also
-/// held as f32 so the kernels convert only the weights' scales.
+/// Rows of activations quantized to Q8_0 for the integer products, with each block's scale d
+/// also held as f32 (so the kernels convert only the weights' scales) and d·Σq (for Q4_0's
+/// offset of 8, applied once per block instead of once per element).
 #[derive(Clone, Debug, Default)]
 pub struct Q8Acts {
     pub blocks: alloc::vec::Vec<BlockQ8_0>,
     pub scales: alloc::vec::Vec<f32>,
+    pub sums: alloc::vec::Vec<f32>,
     /// Blocks per row.
     pub row_blocks: usize,
 }
@@ -263,11 +265,21 @@ impl Q8Acts {
     pub fn quantize(x: &[f32], k: usize) -> Q8Acts {
         let mut blocks = alloc::vec![BlockQ8_0::default(); x.len() / QK];
         quantize_row_q8_0(x, &mut blocks);
-        let scales = blocks.iter().map(|b| f16_to_f32(b.d)).collect();
+        Q8Acts::from_blocks(blocks, k / QK)
+    }
+
+    pub fn from_blocks(blocks: alloc::vec::Vec<BlockQ8_0>, row_blocks: usize) -> Q8Acts {
+        let scales: alloc::vec::Vec<f32> = blocks.iter().map(|b| f16_to_f32(b.d)).collect();
+        let sums = blocks
+            .iter()
+            .zip(&scales)
+            .map(|(b, d)| b.qs.iter().map(|&q| q as i32).sum::<i32>() as f32 * d)
+            .collect();
         Q8Acts {
             blocks,
             scales,
-            row_blocks: k / QK,
+            sums,
+            row_blocks,
         }
     }
 

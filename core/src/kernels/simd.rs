@@ -240,13 +240,14 @@ mod avx2 {
     }
 
     #[inline(always)]
-    pub fn dot_q8_0(simd: V3, w: &[BlockQ8_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
+    pub fn dot_q8_0(simd: V3, w: &[BlockQ8_0], x: &[BlockQ8_0], xd: &[f32], _xs: &[f32]) -> f32 {
         let mut acc0 = simd.avx._mm256_setzero_ps();
         let mut acc1 = simd.avx._mm256_setzero_ps();
         let (w2, w1) = pulp::as_arrays::<2, _>(w);
         let (x2, x1) = pulp::as_arrays::<2, _>(x);
         let (d2, d1) = pulp::as_arrays::<2, _>(xd);
         for (([a0, a1], [b0, b1]), [e0, e1]) in w2.iter().zip(x2).zip(d2) {
+            prefetch(simd, a0, PREFETCH_AHEAD);
             let q0 = mul_sum_i8(simd, pulp::cast(a0.qs), pulp::cast(b0.qs));
             let q1 = mul_sum_i8(simd, pulp::cast(a1.qs), pulp::cast(b1.qs));
             let s0 = simd.avx._mm256_set1_ps(f16_to_f32(a0.d) * e0);
@@ -262,44 +263,70 @@ mod avx2 {
         hsum(simd, simd.avx._mm256_add_ps(acc0, acc1))
     }
 
-    /// 16 bytes of nibbles → 32 bytes: low nibbles (elements 0..16) then high (16..32), minus 8.
+    /// 16 bytes of nibbles → 32 unsigned bytes: low nibbles (elements 0..16), then high (16..32).
     #[inline(always)]
     fn unpack_q4(simd: V3, qs: [u8; 16]) -> __m256i {
         let lo: __m128i = pulp::cast(qs);
         let hi = simd.sse2._mm_srli_epi16::<4>(lo);
         let both: __m256i = pulp::cast([lo, hi]);
-        let nib = simd
-            .avx2
-            ._mm256_and_si256(both, simd.avx._mm256_set1_epi8(0x0f));
-        simd.avx2._mm256_sub_epi8(nib, simd.avx._mm256_set1_epi8(8))
+        simd.avx2
+            ._mm256_and_si256(both, simd.avx._mm256_set1_epi8(0x0f))
     }
 
+    /// Σ (q − 8)·y = Σ q·y − 8·Σ y: the nibbles q ∈ 0..=15 are maddubs' unsigned operand as they
+    /// are (no sign juggling, 2·15·127 cannot saturate), and Σ y per activation block (`xs`,
+    /// scaled by its d) is computed once per activation row, not once per weight row.
     #[inline(always)]
-    pub fn dot_q4_0(simd: V3, w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
+    pub fn dot_q4_0(simd: V3, w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32], xs: &[f32]) -> f32 {
+        let ones = simd.avx._mm256_set1_epi16(1);
         let mut acc0 = simd.avx._mm256_setzero_ps();
         let mut acc1 = simd.avx._mm256_setzero_ps();
+        let mut corr = 0.0f32;
         let (w2, w1) = pulp::as_arrays::<2, _>(w);
         let (x2, x1) = pulp::as_arrays::<2, _>(x);
         let (d2, d1) = pulp::as_arrays::<2, _>(xd);
-        for (([a0, a1], [b0, b1]), [e0, e1]) in w2.iter().zip(x2).zip(d2) {
-            let q0 = mul_sum_i8(simd, unpack_q4(simd, a0.qs), pulp::cast(b0.qs));
-            let q1 = mul_sum_i8(simd, unpack_q4(simd, a1.qs), pulp::cast(b1.qs));
-            let s0 = simd.avx._mm256_set1_ps(f16_to_f32(a0.d) * e0);
-            let s1 = simd.avx._mm256_set1_ps(f16_to_f32(a1.d) * e1);
-            acc0 = simd.fma._mm256_fmadd_ps(s0, q0, acc0);
-            acc1 = simd.fma._mm256_fmadd_ps(s1, q1, acc1);
+        let (s2, s1) = pulp::as_arrays::<2, _>(xs);
+        let block = |a: &BlockQ4_0, b: &BlockQ8_0| {
+            let p = simd
+                .avx2
+                ._mm256_maddubs_epi16(unpack_q4(simd, a.qs), pulp::cast(b.qs));
+            simd.avx
+                ._mm256_cvtepi32_ps(simd.avx2._mm256_madd_epi16(p, ones))
+        };
+        for ((([a0, a1], [b0, b1]), [e0, e1]), [t0, t1]) in w2.iter().zip(x2).zip(d2).zip(s2) {
+            prefetch(simd, a0, PREFETCH_AHEAD);
+            let (da, db) = (f16_to_f32(a0.d), f16_to_f32(a1.d));
+            acc0 = simd
+                .fma
+                ._mm256_fmadd_ps(simd.avx._mm256_set1_ps(da * e0), block(a0, b0), acc0);
+            acc1 = simd
+                .fma
+                ._mm256_fmadd_ps(simd.avx._mm256_set1_ps(db * e1), block(a1, b1), acc1);
+            corr += da * t0 + db * t1;
         }
-        for ((a, b), e) in w1.iter().zip(x1).zip(d1) {
-            let q = mul_sum_i8(simd, unpack_q4(simd, a.qs), pulp::cast(b.qs));
-            let s = simd.avx._mm256_set1_ps(f16_to_f32(a.d) * e);
-            acc0 = simd.fma._mm256_fmadd_ps(s, q, acc0);
+        for (((a, b), e), t) in w1.iter().zip(x1).zip(d1).zip(s1) {
+            let da = f16_to_f32(a.d);
+            acc0 = simd
+                .fma
+                ._mm256_fmadd_ps(simd.avx._mm256_set1_ps(da * e), block(a, b), acc0);
+            corr += da * t;
         }
-        hsum(simd, simd.avx._mm256_add_ps(acc0, acc1))
+        hsum(simd, simd.avx._mm256_add_ps(acc0, acc1)) - 8.0 * corr
+    }
+
+    /// Bytes ahead of the current block that the streaming loops prefetch.
+    const PREFETCH_AHEAD: usize = 768;
+
+    /// Ask for the cache line `ahead` bytes past `p` (never faults, even past the slice).
+    #[inline(always)]
+    fn prefetch<T>(simd: V3, p: &T, ahead: usize) {
+        let ptr = (p as *const T).cast::<i8>().wrapping_add(ahead);
+        simd.sse._mm_prefetch::<_MM_HINT_T0>(ptr);
     }
 }
 
 /// out[r·t + i] = w_r · x_i over quantized weight rows of `row_blocks` blocks and the `t`
-/// activation rows of `x` (blocks `xb`, f32 scales `xd`).
+/// activation rows of `x` (blocks `xb`, f32 scales `xd`, scaled block sums `xs`).
 macro_rules! rows_dot_q {
     ($name:ident, $block:ty, $avx2:path, $portable:ident) => {
         pub fn $name(
@@ -307,23 +334,26 @@ macro_rules! rows_dot_q {
             row_blocks: usize,
             xb: &[BlockQ8_0],
             xd: &[f32],
+            xs: &[f32],
             out: &mut [f32],
         ) {
             let t = xb.len() / row_blocks;
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn rows(
                 w: &[$block],
                 row_blocks: usize,
                 xb: &[BlockQ8_0],
                 xd: &[f32],
+                xs: &[f32],
                 t: usize,
                 out: &mut [f32],
-                dot: impl Fn(&[$block], &[BlockQ8_0], &[f32]) -> f32,
+                dot: impl Fn(&[$block], &[BlockQ8_0], &[f32], &[f32]) -> f32,
             ) {
                 for (wr, o) in w.chunks_exact(row_blocks).zip(out.chunks_exact_mut(t)) {
                     for (i, oi) in o.iter_mut().enumerate() {
                         let r = i * row_blocks..(i + 1) * row_blocks;
-                        *oi = dot(wr, &xb[r.clone()], &xd[r]);
+                        *oi = dot(wr, &xb[r.clone()], &xd[r.clone()], &xs[r]);
                     }
                 }
             }
@@ -332,16 +362,18 @@ macro_rules! rows_dot_q {
                 return simd.vectorize(
                     #[inline(always)]
                     || {
-                        rows(w, row_blocks, xb, xd, t, out, |a, b, d| {
-                            $avx2(simd, a, b, d)
+                        rows(w, row_blocks, xb, xd, xs, t, out, |a, b, d, s| {
+                            $avx2(simd, a, b, d, s)
                         })
                     },
                 );
             }
+            #[allow(clippy::type_complexity)]
             struct Op<'a>(
                 &'a [$block],
                 usize,
                 &'a [BlockQ8_0],
+                &'a [f32],
                 &'a [f32],
                 usize,
                 &'a mut [f32],
@@ -350,11 +382,11 @@ macro_rules! rows_dot_q {
                 type Output = ();
                 #[inline(always)]
                 fn with_simd<S: Simd>(self, _simd: S) {
-                    let Op(w, rb, xb, xd, t, out) = self;
-                    rows(w, rb, xb, xd, t, out, $portable)
+                    let Op(w, rb, xb, xd, xs, t, out) = self;
+                    rows(w, rb, xb, xd, xs, t, out, |a, b, d, _| $portable(a, b, d))
                 }
             }
-            Arch::new().dispatch(Op(w, row_blocks, xb, xd, t, out))
+            Arch::new().dispatch(Op(w, row_blocks, xb, xd, xs, t, out))
         }
     };
 }

@@ -76,7 +76,7 @@ pub fn scores_times_values(
 /// Reference: `quant::vec_dot_q8_0_q8_0` per pair.
 pub fn rows_dot_q8_0(w: &[BlockQ8_0], row_blocks: usize, x: &Q8Acts, out: &mut [f32]) {
     #[cfg(feature = "std")]
-    super::simd::rows_dot_q8_0(w, row_blocks, &x.blocks, &x.scales, out);
+    super::simd::rows_dot_q8_0(w, row_blocks, &x.blocks, &x.scales, &x.sums, out);
     #[cfg(not(feature = "std"))]
     {
         let t = x.rows();
@@ -91,7 +91,7 @@ pub fn rows_dot_q8_0(w: &[BlockQ8_0], row_blocks: usize, x: &Q8Acts, out: &mut [
 /// As [`rows_dot_q8_0`] with Q4_0 weights. Reference: `quant::vec_dot_q4_0_q8_0` per pair.
 pub fn rows_dot_q4_0(w: &[BlockQ4_0], row_blocks: usize, x: &Q8Acts, out: &mut [f32]) {
     #[cfg(feature = "std")]
-    super::simd::rows_dot_q4_0(w, row_blocks, &x.blocks, &x.scales, out);
+    super::simd::rows_dot_q4_0(w, row_blocks, &x.blocks, &x.scales, &x.sums, out);
     #[cfg(not(feature = "std"))]
     {
         let t = x.rows();
@@ -120,9 +120,5 @@ pub fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
 }
 
 fn acts_of(x: &[BlockQ8_0]) -> Q8Acts {
-    Q8Acts {
-        blocks: x.to_vec(),
-        scales: x.iter().map(|b| crate::quant::f16_to_f32(b.d)).collect(),
-        row_blocks: x.len(),
-    }
+    Q8Acts::from_blocks(x.to_vec(), x.len())
 }
