@@ -217,6 +217,26 @@ mod avx2 {
     use core::arch::x86_64::*;
     use pulp::x86::V3;
 
+    /// f16 → f32 for every bit pattern (256 KiB, built on first use): one load per block scale
+    /// instead of a dozen integer instructions and two branches (the CPU may lack F16C, which
+    /// x86-64-v3 does not include). ggml keeps the same table.
+    fn f16_table() -> &'static [f32; 1 << 16] {
+        static TABLE: std::sync::OnceLock<std::boxed::Box<[f32; 1 << 16]>> =
+            std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut t = std::boxed::Box::new([0.0f32; 1 << 16]);
+            for (i, v) in t.iter_mut().enumerate() {
+                *v = f16_to_f32(half::f16::from_bits(i as u16));
+            }
+            t
+        })
+    }
+
+    #[inline(always)]
+    fn h2f(t: &[f32; 1 << 16], h: half::f16) -> f32 {
+        t[h.to_bits() as usize]
+    }
+
     /// Σ over 32 lanes of x·y as 8 f32 lanes (ggml's `mul_sum_i8_pairs_float`): maddubs needs an
     /// unsigned operand, so |x| times y with x's sign moved onto y. |x| ≤ 128 and |y| ≤ 127 keep
     /// the pairwise i16 sums from saturating.
@@ -241,6 +261,7 @@ mod avx2 {
 
     #[inline(always)]
     pub fn dot_q8_0(simd: V3, w: &[BlockQ8_0], x: &[BlockQ8_0], xd: &[f32], _xs: &[f32]) -> f32 {
+        let tab = f16_table();
         let mut acc0 = simd.avx._mm256_setzero_ps();
         let mut acc1 = simd.avx._mm256_setzero_ps();
         let (w2, w1) = pulp::as_arrays::<2, _>(w);
@@ -250,14 +271,14 @@ mod avx2 {
             prefetch(simd, a0, PREFETCH_AHEAD);
             let q0 = mul_sum_i8(simd, pulp::cast(a0.qs), pulp::cast(b0.qs));
             let q1 = mul_sum_i8(simd, pulp::cast(a1.qs), pulp::cast(b1.qs));
-            let s0 = simd.avx._mm256_set1_ps(f16_to_f32(a0.d) * e0);
-            let s1 = simd.avx._mm256_set1_ps(f16_to_f32(a1.d) * e1);
+            let s0 = simd.avx._mm256_set1_ps(h2f(tab, a0.d) * e0);
+            let s1 = simd.avx._mm256_set1_ps(h2f(tab, a1.d) * e1);
             acc0 = simd.fma._mm256_fmadd_ps(s0, q0, acc0);
             acc1 = simd.fma._mm256_fmadd_ps(s1, q1, acc1);
         }
         for ((a, b), e) in w1.iter().zip(x1).zip(d1) {
             let q = mul_sum_i8(simd, pulp::cast(a.qs), pulp::cast(b.qs));
-            let s = simd.avx._mm256_set1_ps(f16_to_f32(a.d) * e);
+            let s = simd.avx._mm256_set1_ps(h2f(tab, a.d) * e);
             acc0 = simd.fma._mm256_fmadd_ps(s, q, acc0);
         }
         hsum(simd, simd.avx._mm256_add_ps(acc0, acc1))
@@ -278,6 +299,7 @@ mod avx2 {
     /// scaled by its d) is computed once per activation row, not once per weight row.
     #[inline(always)]
     pub fn dot_q4_0(simd: V3, w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32], xs: &[f32]) -> f32 {
+        let tab = f16_table();
         let ones = simd.avx._mm256_set1_epi16(1);
         let mut acc0 = simd.avx._mm256_setzero_ps();
         let mut acc1 = simd.avx._mm256_setzero_ps();
@@ -295,7 +317,7 @@ mod avx2 {
         };
         for ((([a0, a1], [b0, b1]), [e0, e1]), [t0, t1]) in w2.iter().zip(x2).zip(d2).zip(s2) {
             prefetch(simd, a0, PREFETCH_AHEAD);
-            let (da, db) = (f16_to_f32(a0.d), f16_to_f32(a1.d));
+            let (da, db) = (h2f(tab, a0.d), h2f(tab, a1.d));
             acc0 = simd
                 .fma
                 ._mm256_fmadd_ps(simd.avx._mm256_set1_ps(da * e0), block(a0, b0), acc0);
@@ -305,7 +327,7 @@ mod avx2 {
             corr += da * t0 + db * t1;
         }
         for (((a, b), e), t) in w1.iter().zip(x1).zip(d1).zip(s1) {
-            let da = f16_to_f32(a.d);
+            let da = h2f(tab, a.d);
             acc0 = simd
                 .fma
                 ._mm256_fmadd_ps(simd.avx._mm256_set1_ps(da * e), block(a, b), acc0);
