@@ -43,6 +43,24 @@ fn main() {
                 );
             }
         }
+        // The values product of a decode step, f32 [n, d] (axpy per row) vs transposed blocks.
+        let (n, d) = (3072 * 4, 768);
+        let v: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32 * 0.02).collect();
+        let s: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        let mut out = vec![0.0; d];
+        for f in Format::ALL {
+            let m = if f == Format::F32 {
+                Matrix::quantize(&v, f)
+            } else {
+                Matrix::quantize(&tokenformer_core::model::transpose(&v, n, d), f)
+            };
+            let reps = (2e8 as usize / m.bytes()).max(3);
+            let c0 = cpu();
+            for _ in 0..reps {
+                matmul::matmul_values(&m, &s, n, d, &mut out);
+            }
+            println!("values {n}x{d} {f:>5}: {:6.2} GB/s per CPU-s", (m.bytes() * reps) as f64 / (cpu() - c0) / 1e9);
+        }
         let buf: Vec<f32> = (0..(256usize << 20) / 4).map(|i| i as f32).collect();
         let (c0, t0) = (cpu(), Instant::now());
         let mut s = 0.0;

@@ -24,6 +24,9 @@ pub struct Args {
     seed: u64,
     #[arg(long)]
     json: bool,
+    /// Copy the weights into heap memory first instead of reading them from the memory map.
+    #[arg(long)]
+    in_memory: bool,
 }
 
 /// Bytes of the buffer the bandwidth is measured on: far past any cache.
@@ -86,7 +89,23 @@ pub fn run(a: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot start {} threads: {e}", a.threads))?;
     let mf = common::open_model(&a.model)?;
     let file_bytes = mf.bytes().len();
-    let model = mf.model().map_err(|e| e.to_string())?;
+    // --in-memory: the weights copied to anonymous (heap) memory instead of the file's page
+    // cache, to tell the kernels' speed from the page cache's layout.
+    let heap: Vec<u64>;
+    let model = if a.in_memory {
+        let mut h = vec![0u64; file_bytes.div_ceil(8)];
+        // SAFETY: a byte view of the u64 buffer, within its length.
+        let view =
+            unsafe { std::slice::from_raw_parts_mut(h.as_mut_ptr().cast::<u8>(), file_bytes) };
+        view.copy_from_slice(mf.bytes());
+        heap = h;
+        // SAFETY: as above; `heap` outlives `model` (declared before it, never mutated again).
+        let bytes = unsafe { std::slice::from_raw_parts(heap.as_ptr().cast::<u8>(), file_bytes) };
+        tokenformer_core::checkpoint::load(bytes)
+            .map_err(|e| format!("{}: {e}", a.model.display()))?
+    } else {
+        mf.model().map_err(|e| e.to_string())?
+    };
     let cfg = model.config.clone();
     if a.prompt_tokens + a.gen_tokens > cfg.max_context {
         return Err(format!(
