@@ -93,8 +93,8 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// Quantize row-major values whose rows are `cols` long (a multiple of 32 for the block
-    /// formats).
+    /// Store row-major values in format `f`. Blocks never straddle rows when the row length is
+    /// a multiple of 32, which callers check (`format_error`); the length must be one.
     pub fn quantize(x: &[f32], f: Format) -> Matrix<'static> {
         match f {
             Format::F32 => Matrix::F32(Cow::Owned(x.to_vec())),
