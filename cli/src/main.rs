@@ -1,11 +1,13 @@
 //! `tokenformer-cli`: init, inspect, score, tokenize and generate with TokenFormer checkpoints.
 
+mod bench;
 mod common;
 mod convert;
 mod generate;
 mod grow;
 mod init;
 mod inspect;
+mod quantize;
 mod score;
 mod tokenize;
 mod tokenizer_train;
@@ -46,6 +48,10 @@ enum Command {
     Grow(grow::Args),
     /// Convert the authors' pytorch_model.bin (or official-name safetensors) to our format.
     Convert(convert::Args),
+    /// Rewrite a checkpoint with Q8_0 or Q4_0 parameter tokens.
+    Quantize(quantize::Args),
+    /// Prompt and decode speed against this machine's memory bandwidth.
+    Bench(bench::Args),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -59,6 +65,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Train(a) => train::run(a),
         Command::Grow(a) => grow::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Quantize(a) => quantize::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

@@ -101,12 +101,13 @@ fn padded_model(path: &Path) -> Config {
         .collect();
     m.final_norm_weight.to_mut().fill(0.0);
     m.final_norm_bias.to_mut().copy_from_slice(&b);
-    let emb = m.embedding.to_mut();
+    let mut emb = m.embedding.to_f32();
     for row in c.tokenizer_vocab..c.vocab_size {
         for j in 0..d {
             emb[row * d + j] = 10.0 * b[j];
         }
     }
+    m.embedding = tokenformer_core::model::Matrix::F32(std::borrow::Cow::Owned(emb));
     // Without the limit, a padded id is the argmax: the check below has teeth.
     let logits = Session::new(&m).feed(&[12092, 1533]).unwrap();
     let top = tokenformer_core::sample::argmax(&logits);

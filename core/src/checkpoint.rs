@@ -5,9 +5,18 @@
 //! weight is used: header length, JSON, every tensor present and nothing unknown, dtypes, shapes
 //! against the config, offsets inside the data and not overlapping. Aligned little-endian f32
 //! tensors are borrowed from the bytes, never copied; f16 and bf16 are widened to f32.
+//!
+//! Quantized matrices (Q8_0, Q4_0) are U8 tensors of shape [rows, row_bytes] under the same
+//! names; `__metadata__.quantization` is a JSON object that gives, for each of them, the block
+//! format, the logical shape (the f32 tensor's) and whether it is stored transposed (values are:
+//! see `model::PattentionWeights`). Their blocks are borrowed when 2-byte aligned.
 
 use crate::config::{Config, ConfigError};
-use crate::model::{tensor_specs, tensor_specs_iter, Model, ModelError, Weight};
+use crate::model::{
+    format_error, tensor_specs, tensor_specs_iter, transposed_when_quantized, Matrix, Model,
+    ModelError, TensorSpec, Weight,
+};
+use crate::quant::{Block, BlockQ4_0, BlockQ8_0, Format};
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -24,6 +33,21 @@ pub const CONFIG_KEY: &str = "config";
 /// Metadata key and value that mark our format.
 pub const FORMAT_KEY: &str = "format";
 pub const FORMAT_VALUE: &str = "tokenformer";
+/// Metadata key of the quantized tensors' descriptions.
+pub const QUANT_KEY: &str = "quantization";
+
+/// How one quantized tensor is stored (an entry of `__metadata__.quantization`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantEntry {
+    /// `q8_0` or `q4_0`.
+    pub format: String,
+    /// The logical shape, as the f32 tensor of this name would have.
+    pub shape: Vec<usize>,
+    /// Stored as [shape[1], shape[0]] rows of blocks.
+    #[serde(default)]
+    pub transposed: bool,
+}
 
 /// Element types a checkpoint may store weights in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +134,11 @@ pub enum LoadError {
         first: String,
         second: String,
     },
+    /// A quantized tensor (or the quantization metadata) that does not follow the convention.
+    BadQuant {
+        name: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for LoadError {
@@ -146,6 +175,7 @@ impl fmt::Display for LoadError {
                 write!(f, "tensor `{name}` ends at byte {end}, past the {data_len} bytes of data")
             }
             Overlap { first, second } => write!(f, "tensors `{first}` and `{second}` overlap"),
+            BadQuant { name, reason } => write!(f, "quantized tensor `{name}`: {reason}"),
         }
     }
 }
@@ -361,10 +391,85 @@ pub fn decode(dtype: Dtype, b: &[u8]) -> Weight<'_> {
     )
 }
 
-/// Load and validate a model from checkpoint bytes. Aligned f32 weights borrow from `bytes`.
+/// Blocks of a quantized tensor: borrowed when aligned on a little-endian target, parsed
+/// otherwise.
+fn to_blocks<'a, B: Block>(b: &'a [u8]) -> Cow<'a, [B]> {
+    if cfg!(target_endian = "little") && b.as_ptr().align_offset(core::mem::align_of::<B>()) == 0 {
+        // SAFETY: B is a repr(C) block of an f16 (u16) and bytes, so every bit pattern is valid and
+        // its size is B::BYTES (asserted in quant.rs); the pointer is aligned for B and the length
+        // is a multiple of B::BYTES (checked by the caller); the slice borrows `b`.
+        Cow::Borrowed(unsafe {
+            core::slice::from_raw_parts(b.as_ptr().cast::<B>(), b.len() / B::BYTES)
+        })
+    } else {
+        Cow::Owned(b.chunks_exact(B::BYTES).map(B::from_bytes).collect())
+    }
+}
+
+/// Validate one quantized tensor against its spec and its metadata entry.
+fn to_quantized<'a>(
+    spec: &TensorSpec,
+    t: &RawTensor<'a>,
+    q: &QuantEntry,
+) -> Result<Matrix<'a>, LoadError> {
+    let bad = |reason: String| LoadError::BadQuant {
+        name: spec.name.clone(),
+        reason,
+    };
+    let format = Format::parse(&q.format)
+        .filter(|f| *f != Format::F32)
+        .ok_or_else(|| bad(format!("format `{}` is not q8_0 or q4_0", q.format)))?;
+    if q.shape != spec.shape {
+        return Err(LoadError::WrongShape {
+            name: spec.name.clone(),
+            expected: spec.shape.clone(),
+            got: q.shape.clone(),
+        });
+    }
+    let transposed = transposed_when_quantized(spec.role);
+    if q.transposed != transposed {
+        return Err(bad(format!(
+            "must be stored with transposed = {transposed} (values transposed, nothing else)"
+        )));
+    }
+    if let Some(reason) = format_error(spec, format) {
+        return Err(bad(reason.into()));
+    }
+    if t.dtype != "U8" {
+        return Err(bad(format!("has dtype {}; quantized data is U8", t.dtype)));
+    }
+    let (rows, cols) = if transposed {
+        (spec.shape[1], spec.shape[0])
+    } else {
+        (spec.shape[0], spec.shape[1])
+    };
+    let stored = alloc::vec![rows, format.row_bytes(cols)];
+    if t.shape != stored {
+        return Err(LoadError::WrongShape {
+            name: spec.name.clone(),
+            expected: stored,
+            got: t.shape.clone(),
+        });
+    }
+    Ok(match format {
+        Format::Q8_0 => Matrix::Q8_0(to_blocks::<BlockQ8_0>(t.bytes)),
+        Format::Q4_0 => Matrix::Q4_0(to_blocks::<BlockQ4_0>(t.bytes)),
+        Format::F32 => unreachable!("filtered above"),
+    })
+}
+
+/// Load and validate a model from checkpoint bytes. Aligned f32 and block weights borrow from
+/// `bytes`.
 pub fn load(bytes: &[u8]) -> Result<Model<'_>, LoadError> {
     let st = parse_safetensors(bytes)?;
     let config = read_config(&st.metadata)?;
+    let mut quant: BTreeMap<String, QuantEntry> = match st.metadata.get(QUANT_KEY) {
+        Some(json) => serde_json::from_str(json).map_err(|e| LoadError::BadQuant {
+            name: QUANT_KEY.into(),
+            reason: format!("metadata is not a map of {{format, shape, transposed}}: {e}"),
+        })?,
+        None => BTreeMap::new(),
+    };
     let mut by_name: BTreeMap<&str, &RawTensor> =
         st.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     // Specs are generated lazily and the loop stops at the first missing tensor, so a hostile
@@ -374,6 +479,10 @@ pub fn load(bytes: &[u8]) -> Result<Model<'_>, LoadError> {
         let t = by_name
             .remove(spec.name.as_str())
             .ok_or_else(|| LoadError::MissingTensor(spec.name.clone()))?;
+        if let Some(q) = quant.remove(&spec.name) {
+            weights.push(to_quantized(&spec, t, &q)?);
+            continue;
+        }
         if t.shape != spec.shape {
             return Err(LoadError::WrongShape {
                 name: spec.name.clone(),
@@ -381,20 +490,28 @@ pub fn load(bytes: &[u8]) -> Result<Model<'_>, LoadError> {
                 got: t.shape.clone(),
             });
         }
-        weights.push(to_f32(t)?);
+        weights.push(Matrix::F32(to_f32(t)?));
     }
     if let Some(name) = by_name.keys().next() {
         return Err(LoadError::UnknownTensor(name.to_string()));
     }
-    Model::from_tensors(config, weights).map_err(|e| match e {
+    if let Some(name) = quant.keys().next() {
+        return Err(LoadError::BadQuant {
+            name: name.clone(),
+            reason: "is described in the metadata but is no tensor of the model".into(),
+        });
+    }
+    Model::from_matrices(config, weights).map_err(|e| match e {
         ModelError::Config(c) => LoadError::Config(c),
         other => LoadError::InvalidConfig(other.to_string()),
     })
 }
 
-/// The header (length prefix included) of a checkpoint for `model` stored as `dtype`; tensors
-/// follow in `tensor_specs` order, packed. The JSON is space-padded so data starts 8-aligned.
-pub fn header(config: &Config, dtype: Dtype, extra_metadata: &[(&str, &str)]) -> Vec<u8> {
+/// The header (length prefix included) of a checkpoint for `model`, its f32 tensors stored as
+/// `dtype`, its quantized ones as U8 blocks; tensors follow in `tensor_specs` order, packed.
+/// The JSON is space-padded so data starts 8-aligned.
+pub fn header(model: &Model<'_>, dtype: Dtype, extra_metadata: &[(&str, &str)]) -> Vec<u8> {
+    let config = &model.config;
     let mut meta = serde_json::Map::new();
     meta.insert(FORMAT_KEY.into(), FORMAT_VALUE.into());
     meta.insert(
@@ -405,14 +522,43 @@ pub fn header(config: &Config, dtype: Dtype, extra_metadata: &[(&str, &str)]) ->
         meta.insert((*k).into(), (*v).into());
     }
     let mut root = serde_json::Map::new();
-    root.insert("__metadata__".into(), Value::Object(meta));
+    let mut quant = BTreeMap::new();
     let mut off = 0u64;
-    for spec in tensor_specs(config) {
-        let n = (spec.numel() * dtype.size()) as u64;
-        let entry = serde_json::json!({"dtype": dtype.name(), "shape": spec.shape, "data_offsets": [off, off + n]});
+    for (spec, m) in tensor_specs(config).into_iter().zip(model.tensors()) {
+        let entry = if m.format() == Format::F32 {
+            let n = (spec.numel() * dtype.size()) as u64;
+            let e = serde_json::json!({"dtype": dtype.name(), "shape": spec.shape, "data_offsets": [off, off + n]});
+            off += n;
+            e
+        } else {
+            let transposed = transposed_when_quantized(spec.role);
+            let (rows, cols) = if transposed {
+                (spec.shape[1], spec.shape[0])
+            } else {
+                (spec.shape[0], spec.shape[1])
+            };
+            let n = m.bytes() as u64;
+            let e = serde_json::json!({"dtype": "U8", "shape": [rows, m.format().row_bytes(cols)], "data_offsets": [off, off + n]});
+            off += n;
+            quant.insert(
+                spec.name.clone(),
+                QuantEntry {
+                    format: m.format().name().into(),
+                    shape: spec.shape.clone(),
+                    transposed,
+                },
+            );
+            e
+        };
         root.insert(spec.name, entry);
-        off += n;
     }
+    if !quant.is_empty() {
+        meta.insert(
+            QUANT_KEY.into(),
+            serde_json::to_string(&quant).unwrap_or_default().into(),
+        );
+    }
+    root.insert("__metadata__".into(), Value::Object(meta));
     let mut json = serde_json::to_vec(&Value::Object(root)).unwrap_or_default();
     while !json.len().is_multiple_of(8) {
         json.push(b' ');
@@ -423,26 +569,49 @@ pub fn header(config: &Config, dtype: Dtype, extra_metadata: &[(&str, &str)]) ->
     out
 }
 
-/// Stream a checkpoint of `model` into `sink` (header, then each tensor as `dtype`).
+/// Stream a checkpoint of `model` into `sink` (header, then each tensor: f32 ones as `dtype`,
+/// quantized ones as their blocks).
 pub fn write<E>(
     model: &Model<'_>,
     dtype: Dtype,
     extra_metadata: &[(&str, &str)],
     mut sink: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    sink(&header(&model.config, dtype, extra_metadata))?;
+    sink(&header(model, dtype, extra_metadata))?;
     let mut buf = Vec::with_capacity(1 << 16);
-    for t in model.tensors() {
-        for chunk in t.chunks(1 << 14) {
+    fn blocks<B: Block, E>(
+        b: &[B],
+        buf: &mut Vec<u8>,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for chunk in b.chunks(1 << 10) {
             buf.clear();
-            for &x in chunk {
-                match dtype {
-                    Dtype::F32 => buf.extend_from_slice(&x.to_le_bytes()),
-                    Dtype::F16 => buf.extend_from_slice(&half::f16::from_f32(x).to_le_bytes()),
-                    Dtype::BF16 => buf.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes()),
+            chunk.iter().for_each(|x| x.write_bytes(buf));
+            sink(buf)?;
+        }
+        Ok(())
+    }
+    for m in model.tensors() {
+        match &m {
+            Matrix::F32(t) => {
+                for chunk in t.chunks(1 << 14) {
+                    buf.clear();
+                    for &x in chunk {
+                        match dtype {
+                            Dtype::F32 => buf.extend_from_slice(&x.to_le_bytes()),
+                            Dtype::F16 => {
+                                buf.extend_from_slice(&half::f16::from_f32(x).to_le_bytes())
+                            }
+                            Dtype::BF16 => {
+                                buf.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes())
+                            }
+                        }
+                    }
+                    sink(&buf)?;
                 }
             }
-            sink(&buf)?;
+            Matrix::Q8_0(b) => blocks(b, &mut buf, &mut sink)?,
+            Matrix::Q4_0(b) => blocks(b, &mut buf, &mut sink)?,
         }
     }
     Ok(())

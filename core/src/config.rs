@@ -146,14 +146,9 @@ impl fmt::Display for ConfigError {
 /// Largest dimension a config may name: keeps every size product far from overflow and every
 /// allocation bounded (2^24 ≈ 16.7M rows or columns).
 const MAX_DIM: usize = 1 << 24;
-/// Largest parameter count or KV-cache element count a config may imply (2^40, about 1.1T, on
-/// 64-bit targets): past every real model, and small enough that byte sizes fit in u64 with room
-/// to spare. On 32-bit targets (the Cortex-M build), byte sizes must fit in usize.
-const MAX_ELEMENTS: usize = if usize::BITS >= 64 {
-    (1u64 << 40) as usize
-} else {
-    usize::MAX / 8
-};
+/// Largest parameter count or KV-cache element count a config may imply (2^40, about 1.1T):
+/// past every real model, and small enough that byte sizes fit in u64 with room to spare.
+const MAX_ELEMENTS: u64 = 1 << 40;
 
 impl Config {
     pub const PRESETS: [&'static str; 5] = ["tiny", "150m", "450m", "900m", "1.5b"];
@@ -272,12 +267,12 @@ impl Config {
         }
         // Every tensor's element count and the total must fit comfortably in usize and u64 bytes.
         self.checked_params()
-            .filter(|&n| n <= MAX_ELEMENTS)
+            .filter(|&n| n as u64 <= MAX_ELEMENTS)
             .ok_or(ConfigError::TooLarge("parameter count"))?;
         self.max_context
             .checked_mul(self.d_model)
             .and_then(|x| x.checked_mul(2 * self.n_layers))
-            .filter(|&n| n <= MAX_ELEMENTS)
+            .filter(|&n| n as u64 <= MAX_ELEMENTS)
             .ok_or(ConfigError::TooLarge("KV cache size"))?;
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! - [`config`]: sizes, presets, validation, parameter and FLOP counts.
 //! - [`graph`]: the model, written once over the [`graph::Ops`] trait.
 //! - [`ops`]: scalar reference kernels (Pattention, LayerNorm, rotary, attention).
+//! - [`quant`]: the Q8_0 / Q4_0 block formats, defined once; [`kernels`]: their SIMD twins and
+//!   the threaded products inference runs (scalar without `std`).
 //! - [`checkpoint`]: safetensors with the config in its metadata; zero-copy, fully validated.
 //! - [`session`]: KV-cache decoding; [`sample`]: greedy / temperature / top-k / top-p.
 //! - [`torch`]: `torch.save` zip + bounded pickle reader; [`convert`]: the authors' official
@@ -22,15 +24,18 @@ pub mod convert;
 pub mod file;
 pub mod graph;
 pub mod init;
+pub mod kernels;
 pub mod model;
 pub mod ops;
+pub mod quant;
 pub mod sample;
 pub mod session;
 pub mod torch;
 
 pub use checkpoint::{Dtype, LoadError};
 pub use config::{Config, ConfigError, Norm};
-pub use model::Model;
+pub use model::{Matrix, Model};
+pub use quant::Format;
 pub use sample::{Rng, Sampler, SamplerConfig};
 pub use session::{Session, SessionError};
 

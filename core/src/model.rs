@@ -3,27 +3,160 @@
 use crate::config::{Config, ConfigError, PattentionKind};
 use crate::graph::Proj;
 use crate::ops::rotary::RopeTable;
+use crate::quant::{self, BlockQ4_0, BlockQ8_0, Format, QK};
 use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// A weight tensor: borrowed straight from the file when it is aligned f32, owned otherwise
+/// An f32 tensor: borrowed straight from the file when it is aligned f32, owned otherwise
 /// (converted from f16/bf16, or copied when misaligned).
 pub type Weight<'a> = Cow<'a, [f32]>;
 
-/// Keys [n, d_in] and values [n, d_out] of one Pattention.
+/// A weight matrix in one of the storage formats, rows of blocks for the quantized ones.
+/// Blocks borrow from the file when 2-byte aligned, as f32 does when 4-byte aligned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Matrix<'a> {
+    F32(Weight<'a>),
+    Q8_0(Cow<'a, [BlockQ8_0]>),
+    Q4_0(Cow<'a, [BlockQ4_0]>),
+}
+
+impl Default for Matrix<'_> {
+    fn default() -> Self {
+        Matrix::F32(Cow::Borrowed(&[]))
+    }
+}
+
+impl<'a> Matrix<'a> {
+    pub fn format(&self) -> Format {
+        match self {
+            Matrix::F32(_) => Format::F32,
+            Matrix::Q8_0(_) => Format::Q8_0,
+            Matrix::Q4_0(_) => Format::Q4_0,
+        }
+    }
+
+    /// Number of values (not blocks).
+    pub fn len(&self) -> usize {
+        match self {
+            Matrix::F32(w) => w.len(),
+            Matrix::Q8_0(b) => b.len() * QK,
+            Matrix::Q4_0(b) => b.len() * QK,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of storage: what a pass over the matrix reads from memory.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Matrix::F32(w) => w.len() * 4,
+            Matrix::Q8_0(b) => core::mem::size_of_val::<[BlockQ8_0]>(b),
+            Matrix::Q4_0(b) => core::mem::size_of_val::<[BlockQ4_0]>(b),
+        }
+    }
+
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            Matrix::F32(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    pub fn is_borrowed(&self) -> bool {
+        matches!(
+            self,
+            Matrix::F32(Cow::Borrowed(_))
+                | Matrix::Q8_0(Cow::Borrowed(_))
+                | Matrix::Q4_0(Cow::Borrowed(_))
+        )
+    }
+
+    /// A borrowed view.
+    pub fn view(&self) -> Matrix<'_> {
+        match self {
+            Matrix::F32(w) => Matrix::F32(Cow::Borrowed(w)),
+            Matrix::Q8_0(b) => Matrix::Q8_0(Cow::Borrowed(b)),
+            Matrix::Q4_0(b) => Matrix::Q4_0(Cow::Borrowed(b)),
+        }
+    }
+
+    pub fn into_owned(self) -> Matrix<'static> {
+        match self {
+            Matrix::F32(w) => Matrix::F32(Cow::Owned(w.into_owned())),
+            Matrix::Q8_0(b) => Matrix::Q8_0(Cow::Owned(b.into_owned())),
+            Matrix::Q4_0(b) => Matrix::Q4_0(Cow::Owned(b.into_owned())),
+        }
+    }
+
+    /// Store row-major values in format `f`. Blocks never straddle rows when the row length is
+    /// a multiple of 32, which callers check (`format_error`); the length must be one.
+    pub fn quantize(x: &[f32], f: Format) -> Matrix<'static> {
+        match f {
+            Format::F32 => Matrix::F32(Cow::Owned(x.to_vec())),
+            Format::Q8_0 => {
+                let mut b = vec![BlockQ8_0::default(); x.len() / QK];
+                quant::quantize_row_q8_0(x, &mut b);
+                Matrix::Q8_0(Cow::Owned(b))
+            }
+            Format::Q4_0 => {
+                let mut b = vec![BlockQ4_0::default(); x.len() / QK];
+                quant::quantize_row_q4_0(x, &mut b);
+                Matrix::Q4_0(Cow::Owned(b))
+            }
+        }
+    }
+
+    /// Row `r` of a matrix with rows `cols` long, as f32.
+    pub fn row_f32(&self, r: usize, cols: usize, out: &mut [f32]) {
+        let range = r * cols..(r + 1) * cols;
+        match self {
+            Matrix::F32(w) => out.copy_from_slice(&w[range]),
+            Matrix::Q8_0(b) => {
+                quant::dequantize_row_q8_0(&b[range.start / QK..range.end / QK], out)
+            }
+            Matrix::Q4_0(b) => {
+                quant::dequantize_row_q4_0(&b[range.start / QK..range.end / QK], out)
+            }
+        }
+    }
+
+    /// Every value as f32, in storage order.
+    pub fn to_f32(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.len()];
+        match self {
+            Matrix::F32(w) => out.copy_from_slice(w),
+            Matrix::Q8_0(b) => quant::dequantize_row_q8_0(b, &mut out),
+            Matrix::Q4_0(b) => quant::dequantize_row_q4_0(b, &mut out),
+        }
+        out
+    }
+}
+
+/// Keys [n, d_in] and values of one Pattention.
+///
+/// Values are [n, d_out] in f32, as the checkpoint names them. Quantized values are stored
+/// transposed, [d_out, n], so that both products of decoding are row dot products over
+/// streamed blocks: scores = K_P·x, then out = V_Pᵀ·Θ(scores).
 #[derive(Clone, Debug)]
 pub struct PattentionWeights<'a> {
-    pub keys: Weight<'a>,
-    pub values: Weight<'a>,
+    pub keys: Matrix<'a>,
+    pub values: Matrix<'a>,
 }
 
 impl PattentionWeights<'_> {
     pub fn tokens(&self, d_in: usize) -> usize {
         self.keys.len() / d_in
     }
+}
+
+/// Whether a tensor of this role is stored transposed when quantized.
+pub fn transposed_when_quantized(role: Role) -> bool {
+    matches!(role, Role::Values(..))
 }
 
 #[derive(Clone, Debug)]
@@ -51,8 +184,8 @@ impl<'a> LayerWeights<'a> {
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
     pub config: Config,
-    /// [vocab_size, d]; also the output head (tied).
-    pub embedding: Weight<'a>,
+    /// [vocab_size, d]; also the output head (tied). f32 or quantized by rows.
+    pub embedding: Matrix<'a>,
     pub layers: Vec<LayerWeights<'a>>,
     pub final_norm_weight: Weight<'a>,
     pub final_norm_bias: Weight<'a>,
@@ -72,6 +205,14 @@ pub enum ModelError {
         expected: usize,
         got: usize,
     },
+    /// A tensor in a format its role cannot have (quantized norms, rows not whole blocks).
+    Format {
+        name: String,
+        format: Format,
+        reason: &'static str,
+    },
+    /// `quantize` was given a model that is already quantized.
+    AlreadyQuantized,
 }
 
 impl core::fmt::Display for ModelError {
@@ -91,6 +232,15 @@ impl core::fmt::Display for ModelError {
                     "tensor `{name}` has {got} elements, the config needs {expected}"
                 )
             }
+            ModelError::Format {
+                name,
+                format,
+                reason,
+            } => write!(f, "tensor `{name}` cannot be {format}: {reason}"),
+            ModelError::AlreadyQuantized => write!(
+                f,
+                "the model is already quantized; quantize an f32, f16 or bf16 checkpoint"
+            ),
         }
     }
 }
@@ -179,9 +329,37 @@ pub fn tensor_specs_iter(cfg: &Config) -> impl Iterator<Item = TensorSpec> + '_ 
     core::iter::once(embedding).chain(layers).chain(norms)
 }
 
+/// Why a matrix of this spec cannot be stored in `f` (None if it can).
+pub fn format_error(spec: &TensorSpec, f: Format) -> Option<&'static str> {
+    if f == Format::F32 {
+        return None;
+    }
+    if matches!(spec.role, Role::FinalNormWeight | Role::FinalNormBias) {
+        return Some("norms stay f32");
+    }
+    let row = if transposed_when_quantized(spec.role) {
+        spec.shape[0]
+    } else {
+        spec.shape[1]
+    };
+    if row % QK != 0 {
+        return Some("its stored rows are not a whole number of 32-value blocks");
+    }
+    None
+}
+
 impl<'a> Model<'a> {
-    /// Assemble a model from tensors given in `tensor_specs` order, checking every length.
+    /// Assemble a model from f32 tensors given in `tensor_specs` order, checking every length.
     pub fn from_tensors(config: Config, tensors: Vec<Weight<'a>>) -> Result<Model<'a>, ModelError> {
+        Model::from_matrices(config, tensors.into_iter().map(Matrix::F32).collect())
+    }
+
+    /// Assemble a model from matrices in `tensor_specs` order (quantized values transposed),
+    /// checking every length and format.
+    pub fn from_matrices(
+        config: Config,
+        tensors: Vec<Matrix<'a>>,
+    ) -> Result<Model<'a>, ModelError> {
         config.validate().map_err(ModelError::Config)?;
         let specs = tensor_specs(&config);
         if specs.len() != tensors.len() {
@@ -191,6 +369,13 @@ impl<'a> Model<'a> {
             });
         }
         for (s, t) in specs.iter().zip(&tensors) {
+            if let Some(reason) = format_error(s, t.format()) {
+                return Err(ModelError::Format {
+                    name: s.name.clone(),
+                    format: t.format(),
+                    reason,
+                });
+            }
             if s.numel() != t.len() {
                 return Err(ModelError::Length {
                     name: s.name.clone(),
@@ -211,8 +396,12 @@ impl<'a> Model<'a> {
             let (q, k, v, o, ffn) = (pw(), pw(), pw(), pw(), pw());
             layers.push(LayerWeights { q, k, v, o, ffn });
         }
-        let final_norm_weight = next();
-        let final_norm_bias = next();
+        let f32_of = |m: Matrix<'a>| match m {
+            Matrix::F32(w) => w,
+            _ => Cow::Borrowed(&[][..]), // refused by format_error above
+        };
+        let final_norm_weight = f32_of(next());
+        let final_norm_bias = f32_of(next());
         let rope = RopeTable::new(config.rotary_dims(), config.rotary_base);
         Ok(Model {
             config,
@@ -224,21 +413,54 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// The tensors in `tensor_specs` order (for writing checkpoints).
-    pub fn tensors(&self) -> Vec<&[f32]> {
-        self.weights().into_iter().map(|w| &**w).collect()
+    /// The tensors in `tensor_specs` order, as borrowed views (for writing checkpoints and
+    /// comparing models); quantized values are transposed (see [`PattentionWeights`]).
+    pub fn tensors(&self) -> Vec<Matrix<'_>> {
+        let mut v: Vec<Matrix<'_>> = self.matrices().into_iter().map(Matrix::view).collect();
+        v.push(Matrix::F32(Cow::Borrowed(&self.final_norm_weight)));
+        v.push(Matrix::F32(Cow::Borrowed(&self.final_norm_bias)));
+        v
+    }
+
+    /// The embedding and every key and value matrix.
+    fn matrices(&self) -> Vec<&Matrix<'a>> {
+        let mut v = vec![&self.embedding];
+        for l in &self.layers {
+            for p in Proj::ALL {
+                v.push(&l.get(p).keys);
+                v.push(&l.get(p).values);
+            }
+        }
+        v
+    }
+
+    /// Every tensor as f32 in `tensor_specs` order and logical layout (values [n, d]),
+    /// dequantizing quantized ones.
+    pub fn tensors_f32(&self) -> Vec<Vec<f32>> {
+        tensor_specs(&self.config)
+            .iter()
+            .zip(self.tensors())
+            .map(|(spec, m)| {
+                let x = m.to_f32();
+                if m.format() != Format::F32 && transposed_when_quantized(spec.role) {
+                    transpose(&x, spec.shape[1], spec.shape[0])
+                } else {
+                    x
+                }
+            })
+            .collect()
     }
 
     /// A copy that owns all of its weights.
     pub fn into_owned(self) -> Model<'static> {
         let own = |w: Weight<'a>| -> Weight<'static> { Cow::Owned(w.into_owned()) };
         let pw = |p: PattentionWeights<'a>| PattentionWeights {
-            keys: own(p.keys),
-            values: own(p.values),
+            keys: p.keys.into_owned(),
+            values: p.values.into_owned(),
         };
         Model {
             config: self.config,
-            embedding: own(self.embedding),
+            embedding: self.embedding.into_owned(),
             layers: self
                 .layers
                 .into_iter()
@@ -258,24 +480,59 @@ impl<'a> Model<'a> {
 
     /// How many weight bytes are borrowed from the file (not copied).
     pub fn borrowed_bytes(&self) -> usize {
-        self.weights()
+        let norms = [&self.final_norm_weight, &self.final_norm_bias]
             .iter()
             .filter(|w| matches!(w, Cow::Borrowed(_)))
             .map(|w| w.len() * 4)
-            .sum()
+            .sum::<usize>();
+        self.matrices()
+            .iter()
+            .filter(|m| m.is_borrowed())
+            .map(|m| m.bytes())
+            .sum::<usize>()
+            + norms
     }
 
-    fn weights(&self) -> Vec<&Weight<'a>> {
-        let mut v = vec![&self.embedding];
-        for l in &self.layers {
-            for p in Proj::ALL {
-                v.push(&l.get(p).keys);
-                v.push(&l.get(p).values);
-            }
+    /// Bytes of every weight: what one decoded token streams from memory (the tied embedding is
+    /// read whole by the logits, one of its rows by the lookup).
+    pub fn weight_bytes(&self) -> usize {
+        self.matrices().iter().map(|m| m.bytes()).sum::<usize>()
+            + 4 * (self.final_norm_weight.len() + self.final_norm_bias.len())
+    }
+
+    /// A copy with the embedding in `embedding` and every key and value matrix in `layers`.
+    /// Values are transposed into [d_out, n] rows. A matrix whose stored rows are not whole
+    /// 32-value blocks (only tiny test models have such) stays f32.
+    pub fn quantize(
+        &self,
+        layers: Format,
+        embedding: Format,
+    ) -> Result<Model<'static>, ModelError> {
+        if self.matrices().iter().any(|m| m.format() != Format::F32) {
+            return Err(ModelError::AlreadyQuantized);
         }
-        v.push(&self.final_norm_weight);
-        v.push(&self.final_norm_bias);
-        v
+        let specs = tensor_specs(&self.config);
+        let mut out = Vec::with_capacity(specs.len());
+        for (spec, m) in specs.iter().zip(self.matrices()) {
+            let x = m.as_f32().unwrap_or(&[]);
+            let f = if spec.role == Role::Embedding {
+                embedding
+            } else {
+                layers
+            };
+            let q = if format_error(spec, f).is_some() {
+                Matrix::F32(Cow::Owned(x.to_vec()))
+            } else if f != Format::F32 && transposed_when_quantized(spec.role) {
+                Matrix::quantize(&transpose(x, spec.shape[0], spec.shape[1]), f)
+            } else {
+                Matrix::quantize(x, f)
+            };
+            out.push(q);
+        }
+        // matrices() stops before the norms, which stay f32.
+        out.push(Matrix::F32(Cow::Owned(self.final_norm_weight.to_vec())));
+        out.push(Matrix::F32(Cow::Owned(self.final_norm_bias.to_vec())));
+        Model::from_matrices(self.config.clone(), out)
     }
 
     pub fn scale_tokens(&self, p: Proj) -> usize {
@@ -285,4 +542,15 @@ impl<'a> Model<'a> {
     pub fn kind_tokens(&self, k: PattentionKind) -> usize {
         self.config.tokens(k)
     }
+}
+
+/// [rows, cols] → [cols, rows].
+pub fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; x.len()];
+    for (r, row) in x.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
 }

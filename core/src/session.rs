@@ -1,8 +1,9 @@
 //! Inference: the graph's `Ops` over f32 slices, with a KV cache for incremental decoding.
 
 use crate::graph::{self, Ops, Proj};
+use crate::kernels::{attention, matmul};
 use crate::model::Model;
-use crate::ops::{attention, linalg, norm, pattention};
+use crate::ops::{norm, pattention};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -163,6 +164,7 @@ impl<'m, 'a> Session<'m, 'a> {
 }
 
 /// The graph's operations for inference: rows are consecutive positions starting at `pos0`.
+/// Weights may be f32 or quantized, matrix by matrix; the products run in `kernels`.
 struct Infer<'s, 'm, 'a> {
     model: &'m Model<'a>,
     cache: &'s mut KvCache,
@@ -177,7 +179,7 @@ impl Ops for Infer<'_, '_, '_> {
         let d = self.model.config.d_model;
         let mut x = Tensor::zeros(tokens.len(), d);
         for (row, &t) in x.data.chunks_exact_mut(d).zip(tokens) {
-            row.copy_from_slice(&self.model.embedding[t as usize * d..(t as usize + 1) * d]);
+            self.model.embedding.row_f32(t as usize, d, row);
         }
         x
     }
@@ -189,20 +191,19 @@ impl Ops for Infer<'_, '_, '_> {
     }
 
     fn pattention(&mut self, x: &Tensor, layer: usize, p: Proj) -> Tensor {
+        // out = Θ(x·K_Pᵀ)·V_P (ops::pattention::pattention is the scalar reference).
         let w = self.model.layers[layer].get(p);
         let d_in = x.cols;
-        let d_out = w.values.len() / w.tokens(d_in);
+        let n = w.tokens(d_in);
+        let d_out = w.values.len() / n;
+        let mut scores = Tensor::zeros(x.rows, n);
+        matmul::matmul_nt(&w.keys, &x.data, d_in, &mut scores.data);
+        let (norm, scale_n) = (self.model.config.norm, self.model.scale_tokens(p));
+        for row in scores.data.chunks_exact_mut(n) {
+            pattention::theta(row, norm, scale_n);
+        }
         let mut out = Tensor::zeros(x.rows, d_out);
-        let cfg = &self.model.config;
-        pattention::pattention(
-            &x.data,
-            &w.keys,
-            &w.values,
-            d_in,
-            cfg.norm,
-            self.model.scale_tokens(p),
-            &mut out.data,
-        );
+        matmul::matmul_values(&w.values, &scores.data, n, d_out, &mut out.data);
         out
     }
 
@@ -259,7 +260,7 @@ impl Ops for Infer<'_, '_, '_> {
     fn logits(&mut self, x: &Tensor) -> Tensor {
         let vocab = self.model.config.vocab_size;
         let mut out = Tensor::zeros(x.rows, vocab);
-        linalg::matmul_nt(&x.data, &self.model.embedding, x.cols, &mut out.data);
+        matmul::matmul_nt(&self.model.embedding, &x.data, x.cols, &mut out.data);
         out
     }
 }

@@ -102,12 +102,12 @@ pub fn grow(
     let vstd = value_std(old);
     let d = old.d_model;
     let tensors = model
-        .tensors()
+        .tensors_f32()
         .into_iter()
         .zip(tensor_specs(&cfg))
         .map(|(w, spec)| {
-            let mut v = w.to_vec();
-            let extra = spec.numel() - w.len();
+            let mut v = w;
+            let extra = spec.numel() - v.len();
             match spec.role {
                 Role::Keys(..) => match init {
                     Init::Random => fill_normal(&mut rng, EMBED_STD, &mut v, extra),

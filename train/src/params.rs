@@ -28,7 +28,8 @@ pub fn index(cfg: &Config, role: Role) -> usize {
 impl<B: Backend> Params<B> {
     pub fn from_model(be: &B, model: &Model<'_>) -> Params<B> {
         let specs = tensor_specs(&model.config);
-        let tensors = model.tensors().into_iter().map(|t| be.upload(t)).collect();
+        // Quantized models train (and grow) from their dequantized values.
+        let tensors = model.tensors_f32().iter().map(|t| be.upload(t)).collect();
         Params {
             config: model.config.clone(),
             specs,

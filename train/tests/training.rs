@@ -229,7 +229,7 @@ fn resume_is_bit_identical() {
     );
     let a = straight.params.to_model(&be).unwrap();
     let b = resumed.params.to_model(&be).unwrap();
-    assert!(a.tensors().iter().zip(b.tensors()).all(|(x, y)| x
+    assert!(a.tensors_f32().iter().zip(b.tensors_f32()).all(|(x, y)| x
         .iter()
         .map(|v| v.to_bits())
         .eq(y.iter().map(|v| v.to_bits()))));

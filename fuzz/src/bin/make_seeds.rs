@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use tokenformer_core::checkpoint::{self, Dtype};
 use tokenformer_core::config::{Config, Norm};
-use tokenformer_core::init;
+use tokenformer_core::{init, Format};
 
 fn config() -> Config {
     Config {
@@ -29,6 +29,22 @@ fn config() -> Config {
         tokenizer_vocab: 16,
         max_context: 16,
         layer_norm_eps: 1e-5,
+    }
+}
+
+/// The smallest config whose matrices quantize: every stored row a whole 32-value block.
+fn quant_config() -> Config {
+    Config {
+        d_model: 32,
+        qkv_tokens: 32,
+        proj_tokens: 32,
+        ffn_tokens: 32,
+        qkv_scale_tokens: 32,
+        proj_scale_tokens: 32,
+        ffn_scale_tokens: 32,
+        // head_dim 16 · 0.25 = 4 rotary dims.
+        rotary_pct: 0.25,
+        ..config()
     }
 }
 
@@ -67,6 +83,24 @@ fn main() {
     ] {
         seeds.push((name, checkpoint::to_bytes(&model, dtype), true));
     }
+    // Quantized checkpoints (U8 blocks + `quantization` metadata), and one whose values claim
+    // not to be transposed.
+    let qmodel = init::init(quant_config(), 2).expect("quant seed config is valid");
+    let q8 = qmodel.quantize(Format::Q8_0, Format::Q8_0).expect("f32 model");
+    let q4 = qmodel.quantize(Format::Q4_0, Format::Q8_0).expect("f32 model");
+    let q4_bytes = checkpoint::to_bytes(&q4, Dtype::F32);
+    seeds.push(("valid_q8_0", checkpoint::to_bytes(&q8, Dtype::F32), true));
+    let (qjson, qdata) = split(&q4_bytes);
+    seeds.push((
+        "bad_quant_transposed",
+        join(
+            &replace_once(&qjson, "\\\"transposed\\\":true", "\\\"transposed\\\":false"),
+            qdata,
+        ),
+        false,
+    ));
+    seeds.push(("valid_q4_0", q4_bytes.clone(), true));
+
     let valid = checkpoint::to_bytes(&model, Dtype::F32);
     let (json, data) = split(&valid);
 
