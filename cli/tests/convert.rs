@@ -1,44 +1,18 @@
 //! `convert` end to end through the built binary: parity with the PyTorch fixture, every output
 //! dtype, official-name safetensors, and one clean error line for each malformed input.
 
+mod common;
+use common::*;
+
 #[path = "../../core/tests/support/torch_writer.rs"]
 mod torch_writer;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use torch_writer::{official, pickle, torch_file, Geometry};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokenformer-cli");
 /// Largest |ours − PyTorch f64| per token log-prob for f32 (reached: about 1.4e-6).
 const TOL_F32: f64 = 1e-5;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run tokenformer-cli")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn assert_clean_failure(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(!o.status.success(), "{args:?} succeeded");
-    let err = String::from_utf8(o.stderr).unwrap();
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{args:?}: {err}");
-    assert!(lines[0].starts_with("error: "), "{args:?}: {err}");
-    lines[0].to_string()
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

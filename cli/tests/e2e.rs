@@ -1,29 +1,12 @@
 //! End to end: the built binary on a tiny model.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use tokenformer_core::file::ModelFile;
 use tokenformer_core::sample::argmax;
 use tokenformer_core::{Config, Session};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tokenformer-cli");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run tokenformer-cli")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).unwrap()
@@ -158,16 +141,6 @@ fn generation_stops_when_the_context_is_full() {
     // 250 prompt + 6 fed = 256 in the cache; the last sampled id is printed but not fed.
     assert_eq!(ids(&String::from_utf8(o.stdout).unwrap()).len(), 7);
     assert!(String::from_utf8_lossy(&o.stderr).contains("context"));
-}
-
-fn assert_clean_failure(args: &[&str]) {
-    let o = run(args);
-    assert!(!o.status.success(), "{args:?} succeeded");
-    let err = String::from_utf8(o.stderr).unwrap();
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{args:?}: {err}");
-    assert!(lines[0].starts_with("error: "), "{args:?}: {err}");
 }
 
 #[test]

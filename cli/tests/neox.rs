@@ -1,30 +1,14 @@
 //! The GPT-NeoX-20B tokenizer.json the released models use: tokenize (NFC, added tokens),
 //! score --text and generate --prompt; the embedding's padded ids are never sampled.
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use tokenformer_core::config::Norm;
 use tokenformer_core::session::Session;
 use tokenformer_core::{file, init, Config, Dtype};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tokenformer-cli");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run tokenformer-cli")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 fn tokenizer() -> Option<PathBuf> {
     let tok =

@@ -1,37 +1,11 @@
 //! End to end: `tokenizer-train` on a generated text, then the tokenizer it wrote.
 
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
 use tokenizers::Tokenizer;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tokenformer-cli");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run tokenformer-cli")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn assert_clean_failure(args: &[&str]) {
-    let o = run(args);
-    assert!(!o.status.success(), "{args:?} succeeded");
-    let err = String::from_utf8(o.stderr).unwrap();
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{args:?}: {err}");
-    assert!(lines[0].starts_with("error: "), "{args:?}: {err}");
-}
 
 /// Pseudo-random verse: words of 1–3 syllables from a small set, common ones (a skewed draw)
 /// repeating often enough for merges to form, with enough variety to fill a few hundred tokens.

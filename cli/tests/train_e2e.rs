@@ -1,28 +1,12 @@
 //! End to end: tokenizer-train → train (Ctrl-C, --resume) → generate / score with the result;
 //! grow → score. Small enough for CI (a tiny model, a few dozen steps).
 
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tokenformer-cli");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run tokenformer-cli")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
 
 fn corpus(dir: &Path) -> (String, String) {
     let mut text = String::new();
@@ -44,7 +28,7 @@ fn corpus(dir: &Path) -> (String, String) {
     let f = dir.join("corpus.txt");
     std::fs::write(&f, text).unwrap();
     let tok = dir.join("tokenizer.json");
-    ok(&[
+    ok_output(&[
         "tokenizer-train",
         "--files",
         f.to_str().unwrap(),
@@ -109,7 +93,7 @@ fn train_interrupt_resume_equals_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let (data, tok) = corpus(dir.path());
     let straight = dir.path().join("straight");
-    ok(&train_args(&data, &tok, straight.to_str().unwrap(), "120"));
+    ok_output(&train_args(&data, &tok, straight.to_str().unwrap(), "120"));
     let expected = losses(&straight);
     assert_eq!(expected.len(), 120);
     assert!(straight.join("loss.svg").exists() && straight.join("model.safetensors").exists());
@@ -143,7 +127,7 @@ fn train_interrupt_resume_equals_uninterrupted_run() {
     assert!(err.contains("interrupted"), "{err}");
     assert!(losses(&broken).len() < 120);
     // Whatever step it stopped at, resuming must reproduce the uninterrupted run exactly.
-    ok(&{
+    ok_output(&{
         let mut a = train_args(&data, &tok, b, "120");
         a.push("--resume");
         a
@@ -158,7 +142,7 @@ fn train_interrupt_resume_equals_uninterrupted_run() {
     // The trained model works with score and generate, the tokenizer found beside it... or given.
     let model = straight.join("model.safetensors");
     let m = model.to_str().unwrap();
-    let s = ok(&[
+    let s = ok_output(&[
         "score",
         "--model",
         m,
@@ -170,7 +154,7 @@ fn train_interrupt_resume_equals_uninterrupted_run() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     assert!(v["bits_per_byte"].as_f64().unwrap() > 0.0);
-    let g = ok(&[
+    let g = ok_output(&[
         "generate",
         "--model",
         m,
@@ -197,8 +181,8 @@ fn grow_zero_keeps_scores_and_random_changes_them() {
         z.to_str().unwrap(),
         r.to_str().unwrap(),
     );
-    ok(&["init", "--preset", "tiny", "--out", m]);
-    ok(&[
+    ok_output(&["init", "--preset", "tiny", "--out", m]);
+    ok_output(&[
         "grow",
         "--model",
         m,
@@ -209,7 +193,7 @@ fn grow_zero_keeps_scores_and_random_changes_them() {
         "--qkv-tokens",
         "64",
     ]);
-    ok(&[
+    ok_output(&[
         "grow",
         "--model",
         m,
@@ -223,7 +207,7 @@ fn grow_zero_keeps_scores_and_random_changes_them() {
         "new",
     ]);
     let score = |f: &str| -> Vec<f64> {
-        let o = ok(&[
+        let o = ok_output(&[
             "score",
             "--model",
             f,
@@ -245,7 +229,7 @@ fn grow_zero_keeps_scores_and_random_changes_them() {
         "{a:?} vs {b:?}"
     );
     assert!(a.iter().zip(&c).any(|(x, y)| (x - y).abs() > 1e-4));
-    let inspect = ok(&["inspect", z, "--json"]);
+    let inspect = ok_output(&["inspect", z, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(v["config"]["ffn_tokens"], 160);
     assert_eq!(v["config"]["ffn_scale_tokens"], 96);
