@@ -71,5 +71,21 @@ train scratch-S1-equal "$(steps_for_equal S1 S0 S1)" --config "$OUT/S1.json"
 train scratch-S2-equal "$(steps_for_equal S2 S0 S1 S2)" --config "$OUT/S2.json"
 train scratch-S2-long $((LONG_FACTOR * 3 * STAGE_STEPS)) --config "$OUT/S2.json"
 
-python3 scripts/scaling_report.py --report "$OUT" "$STAGE_STEPS" > docs/scaling.md
-echo "wrote docs/scaling.md and docs/scaling.svg"
+# Every final model, and every grown model before it trained, scored on the whole held-out split
+# (the in-training evals use 64 windows).
+score() { # model json
+    [ -f "$2" ] && return
+    $T score --model "$1" --tokenizer models/tokenizer.json --file "$OUT/grown-zero-S0/data/heldout.txt" \
+        --window $SEQ --json | python3 -c 'import json, sys; d = json.load(sys.stdin); d.pop("logprobs"); print(json.dumps(d))' \
+        > "$2.tmp"
+    mv "$2.tmp" "$2"
+}
+for run in grown-zero-S0 grown-zero-S1 grown-zero-S2 grown-random-S0 grown-random-S1 grown-random-S2 \
+    scratch-S1-equal scratch-S2-equal scratch-S2-long; do
+    score "$OUT/$run/model.safetensors" "$OUT/$run/heldout.json"
+done
+for init in grown-zero-S1 grown-zero-S2 grown-random-S1 grown-random-S2; do
+    score "$OUT/$init-init.safetensors" "$OUT/$init-init.heldout.json"
+done
+
+python3 scripts/scaling_report.py --report "$OUT" "$STAGE_STEPS"
