@@ -109,9 +109,6 @@ impl BatchSource for Source {
     fn state(&self) -> serde_json::Value {
         serde_json::to_value(self.0.state()).unwrap_or_default()
     }
-    fn restore(&mut self, _: &serde_json::Value) -> Result<(), String> {
-        Err("restore through Windows::from_state".into())
-    }
 }
 
 fn model_config(a: &Args, tokenizer_vocab: usize) -> Result<Config, String> {

@@ -8,8 +8,9 @@ use crate::tape::Tape;
 use serde::{Deserialize, Serialize};
 use tokenformer_core::Model;
 
-/// Where training windows come from. `state` / `restore` make a resumed run draw exactly the
-/// windows the uninterrupted run would have.
+/// Where training windows come from. `state` is saved with every checkpoint, so that a source
+/// rebuilt from it (as `data::Windows::from_state` does) draws exactly the windows the
+/// uninterrupted run would have.
 pub trait BatchSource {
     /// Fill `inputs` and `targets` with `batch` windows of `seq` tokens (targets shifted by one).
     fn next_batch(
@@ -20,7 +21,6 @@ pub trait BatchSource {
         targets: &mut Vec<u32>,
     ) -> Result<(), String>;
     fn state(&self) -> serde_json::Value;
-    fn restore(&mut self, state: &serde_json::Value) -> Result<(), String>;
 }
 
 /// Everything about a run except the model and the data.

@@ -17,6 +17,12 @@ struct Synthetic {
 }
 
 impl Synthetic {
+    /// Rebuild the position a saved `state` describes.
+    fn restore(&mut self, s: &serde_json::Value) -> Result<(), String> {
+        let st: [u64; 4] = serde_json::from_value(s.clone()).map_err(|e| e.to_string())?;
+        self.rng = Rng::from_state(st).ok_or("zero rng state")?;
+        Ok(())
+    }
     /// A stream with structure to learn: a repeating pattern with noise.
     fn new(vocab: u32, len: usize, seed: u64) -> Self {
         let mut rng = Rng::new(seed ^ 0xDA7A);
@@ -55,11 +61,6 @@ impl BatchSource for Synthetic {
     }
     fn state(&self) -> serde_json::Value {
         serde_json::json!(self.rng.state())
-    }
-    fn restore(&mut self, s: &serde_json::Value) -> Result<(), String> {
-        let st: [u64; 4] = serde_json::from_value(s.clone()).map_err(|e| e.to_string())?;
-        self.rng = Rng::from_state(st).ok_or("zero rng state")?;
-        Ok(())
     }
 }
 
@@ -294,9 +295,6 @@ fn non_finite_loss_stops_without_touching_the_weights() {
         }
         fn state(&self) -> serde_json::Value {
             serde_json::Value::Null
-        }
-        fn restore(&mut self, _: &serde_json::Value) -> Result<(), String> {
-            Ok(())
         }
     }
     let err = t.step(&mut Zeros).unwrap_err();

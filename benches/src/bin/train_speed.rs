@@ -34,9 +34,6 @@ impl BatchSource for RandomTokens {
     fn state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
-    fn restore(&mut self, _: &serde_json::Value) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 fn main() {
