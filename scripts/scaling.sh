@@ -10,8 +10,8 @@
 #
 # Sizes (d 128, 4 layers, 4 heads; Shakespeare, the bundled tokenizer):
 #   S0 q/k/v 64, proj 64, ffn 256 · S1 128/128/512 · S2 256/256/1024
-# About 80 min on the project's 2-core machine (quiet) with the default BUDGET; the first plan,
-# BUDGET=1000000, needs about 2.5 h.
+# About 95 min on the project's 2-core machine with the default BUDGET (training is deterministic,
+# so load changes only the time); the first plan, BUDGET=1000000, needs about 2.7 h.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,13 +40,13 @@ config S0 64 64 256
 config S1 128 128 512
 config S2 256 256 1024
 
-train() { # run-dir steps (--config C | --from M)
-    local dir=$1 steps=$2
+train() { # run-dir steps (--config C | --from M); WARMUP overrides the 5 % warmup
+    local dir=$1 steps=$2 warmup=${WARMUP:-$(($2 / 20 + 1))}
     shift 2
     if [ -f "$OUT/$dir/model.safetensors" ]; then return; fi
     rm -rf "${OUT:?}/$dir"
     $T train --data "${FILES[@]}" --tokenizer models/tokenizer.json --out "$OUT/$dir" --heldout-frac 0.02 \
-        --steps "$steps" --batch $BATCH --seq $SEQ --lr 2e-3 --warmup $((steps / 20 + 1)) \
+        --steps "$steps" --batch $BATCH --seq $SEQ --lr 2e-3 --warmup "$warmup" \
         --eval-every $((steps / 10)) --eval-windows 64 --save-every "$steps" --keep 1 --seed 0 --threads 2 --quiet "$@"
 }
 
@@ -54,11 +54,13 @@ STAGE_STEPS=$((BUDGET / TOKENS_PER_STEP))
 for method in zero random; do
     if [ $method = zero ]; then G=(--init zero --scale keep); else G=(--init random --scale new); fi
     train "grown-$method-S0" $STAGE_STEPS --config "$OUT/S0.json"
-    $T grow --model "$OUT/grown-$method-S0/model.safetensors" --out "$OUT/grown-$method-S1-init.safetensors" \
-        --qkv-tokens 128 --proj-tokens 128 --ffn-tokens 512 "${G[@]}" --seed 1
+    [ -f "$OUT/grown-$method-S1-init.safetensors" ] ||
+        $T grow --model "$OUT/grown-$method-S0/model.safetensors" --out "$OUT/grown-$method-S1-init.safetensors" \
+            --qkv-tokens 128 --proj-tokens 128 --ffn-tokens 512 "${G[@]}" --seed 1
     train "grown-$method-S1" $STAGE_STEPS --from "$OUT/grown-$method-S1-init.safetensors"
-    $T grow --model "$OUT/grown-$method-S1/model.safetensors" --out "$OUT/grown-$method-S2-init.safetensors" \
-        --qkv-tokens 256 --proj-tokens 256 --ffn-tokens 1024 "${G[@]}" --seed 2
+    [ -f "$OUT/grown-$method-S2-init.safetensors" ] ||
+        $T grow --model "$OUT/grown-$method-S1/model.safetensors" --out "$OUT/grown-$method-S2-init.safetensors" \
+            --qkv-tokens 256 --proj-tokens 256 --ffn-tokens 1024 "${G[@]}" --seed 2
     train "grown-$method-S2" $STAGE_STEPS --from "$OUT/grown-$method-S2-init.safetensors"
 done
 
@@ -70,6 +72,10 @@ steps_for_equal() { # target-config, then the configs whose stages the grown pat
 train scratch-S1-equal "$(steps_for_equal S1 S0 S1)" --config "$OUT/S1.json"
 train scratch-S2-equal "$(steps_for_equal S2 S0 S1 S2)" --config "$OUT/S2.json"
 train scratch-S2-long $((LONG_FACTOR * 3 * STAGE_STEPS)) --config "$OUT/S2.json"
+# Control: the equal-compute S2 run with the long run's warmup, to separate the effect of a short
+# warmup from that of growth.
+WARMUP=$((LONG_FACTOR * 3 * STAGE_STEPS / 20 + 1)) train scratch-S2-equal-warm "$(steps_for_equal S2 S0 S1 S2)" \
+    --config "$OUT/S2.json"
 
 # Every final model, and every grown model before it trained, scored on the whole held-out split
 # (the in-training evals use 64 windows).
@@ -81,7 +87,7 @@ score() { # model json
     mv "$2.tmp" "$2"
 }
 for run in grown-zero-S0 grown-zero-S1 grown-zero-S2 grown-random-S0 grown-random-S1 grown-random-S2 \
-    scratch-S1-equal scratch-S2-equal scratch-S2-long; do
+    scratch-S1-equal scratch-S2-equal scratch-S2-long scratch-S2-equal-warm; do
     score "$OUT/$run/model.safetensors" "$OUT/$run/heldout.json"
 done
 for init in grown-zero-S1 grown-zero-S2 grown-random-S1 grown-random-S2; do
