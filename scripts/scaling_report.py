@@ -147,15 +147,15 @@ def generated(out, stage_steps):
     w = lines.append
     w(f"Setup: Shakespeare (42 works, bundled 4096-id tokenizer, the last 2 % of each work held out), "
       f"d 128, 4 layers, 4 heads, sequence {SEQ}, batch {BATCH}; {stage_steps} steps "
-      f"({stage_steps * SEQ * BATCH:,} tokens) per growth stage; AdamW, lr 2e-3, 5 % warmup and cosine "
-      f"decay, a fresh optimizer and schedule for every run and stage; seed 0. "
+      f"({stage_steps * SEQ * BATCH:,} tokens) per growth stage; AdamW, lr 2e-3, 5 % warmup (the control: "
+      f"the long run's) and cosine decay, a fresh optimizer and schedule for every run and stage; seed 0. "
       f"Sizes by Pattention tokens (q/k/v, proj, ffn): S0 64/64/256, S1 128/128/512, S2 256/256/1024.\n")
     w("Compute is the paper's cost model as `Config::flops_per_token` implements it: "
       "3 × (2N + 4·L·d·T) FLOPs per trained token (forward + backward), T = seq/2.\n")
     w("Held-out loss is the mean negative log-likelihood in nats per token over the whole held-out "
-      "split (32,423 tokens), from `tokenformer-cli score --window 128`; perplexity is its exponential.\n")
+      f"split ({rows[0][6]['tokens']:,} tokens), from `tokenformer-cli score --window 128`; perplexity is its exponential.\n")
 
-    by_run = {r: row for row in rows for r in [row[1]]}
+    by_run = {row[1]: row for row in rows}
     def cell(run):
         if run not in by_run:
             return "–"
