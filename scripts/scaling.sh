@@ -10,7 +10,7 @@
 #
 # Sizes (d 128, 4 layers, 4 heads; Shakespeare, the bundled tokenizer):
 #   S0 q/k/v 64, proj 64, ffn 256 · S1 128/128/512 · S2 256/256/1024
-# About 95 min on the project's 2-core machine with the default BUDGET (training is deterministic,
+# About 105 min on the project's 2-core machine with the default BUDGET (training is deterministic,
 # so load changes only the time); the first plan, BUDGET=1000000, needs about 2.7 h.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,13 +40,13 @@ config S0 64 64 256
 config S1 128 128 512
 config S2 256 256 1024
 
-train() { # run-dir steps (--config C | --from M); WARMUP overrides the 5 % warmup
+train() { # run-dir steps (--config C | --from M); WARMUP overrides the 5 % warmup, LR the peak 2e-3
     local dir=$1 steps=$2 warmup=${WARMUP:-$(($2 / 20 + 1))}
     shift 2
     if [ -f "$OUT/$dir/model.safetensors" ]; then return; fi
     rm -rf "${OUT:?}/$dir"
     $T train --data "${FILES[@]}" --tokenizer models/tokenizer.json --out "$OUT/$dir" --heldout-frac 0.02 \
-        --steps "$steps" --batch $BATCH --seq $SEQ --lr 2e-3 --warmup "$warmup" \
+        --steps "$steps" --batch $BATCH --seq $SEQ --lr "${LR:-2e-3}" --warmup "$warmup" \
         --eval-every $((steps / 10)) --eval-windows 64 --save-every "$steps" --keep 1 --seed 0 --threads 2 --quiet "$@"
 }
 
@@ -76,6 +76,13 @@ train scratch-S2-long $((LONG_FACTOR * 3 * STAGE_STEPS)) --config "$OUT/S2.json"
 # warmup from that of growth.
 WARMUP=$((LONG_FACTOR * 3 * STAGE_STEPS / 20 + 1)) train scratch-S2-equal-warm "$(steps_for_equal S2 S0 S1 S2)" \
     --config "$OUT/S2.json"
+# Variant: exact growth whose later stages re-warm only to 6e-4, not to the first stage's 2e-3
+# (S1 starts from the same grown S0 → S1 model as grown-zero-S1).
+LR=6e-4 train grown-gentle-S1 $STAGE_STEPS --from "$OUT/grown-zero-S1-init.safetensors"
+[ -f "$OUT/grown-gentle-S2-init.safetensors" ] ||
+    $T grow --model "$OUT/grown-gentle-S1/model.safetensors" --out "$OUT/grown-gentle-S2-init.safetensors" \
+        --qkv-tokens 256 --proj-tokens 256 --ffn-tokens 1024 --init zero --scale keep --seed 2
+LR=6e-4 train grown-gentle-S2 $STAGE_STEPS --from "$OUT/grown-gentle-S2-init.safetensors"
 
 # Every final model, and every grown model before it trained, scored on the whole held-out split
 # (the in-training evals use 64 windows).
@@ -87,7 +94,7 @@ score() { # model json
     mv "$2.tmp" "$2"
 }
 for run in grown-zero-S0 grown-zero-S1 grown-zero-S2 grown-random-S0 grown-random-S1 grown-random-S2 \
-    scratch-S1-equal scratch-S2-equal scratch-S2-long scratch-S2-equal-warm; do
+    scratch-S1-equal scratch-S2-equal scratch-S2-long scratch-S2-equal-warm grown-gentle-S1 grown-gentle-S2; do
     score "$OUT/$run/model.safetensors" "$OUT/$run/heldout.json"
 done
 for init in grown-zero-S1 grown-zero-S2 grown-random-S1 grown-random-S2; do
