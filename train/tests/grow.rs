@@ -27,8 +27,19 @@ fn cfg(layers: usize, heads: usize, nq: usize, np: usize, nf: usize, norm: Norm)
     }
 }
 
+/// Logits of the whole prompt fed as one block (f32 products through `gemm`).
 fn logits(m: &tokenformer_core::Model<'_>, tokens: &[u32]) -> Vec<f32> {
     Session::new(m).feed_all(tokens).unwrap().data
+}
+
+/// Logits of the last token, the prompt fed one token at a time (row-dot kernels).
+fn decode_logits(m: &tokenformer_core::Model<'_>, tokens: &[u32]) -> Vec<f32> {
+    let mut s = Session::new(m);
+    let mut out = Vec::new();
+    for &t in tokens {
+        out = s.feed_all(&[t]).unwrap().data;
+    }
+    out
 }
 
 fn max_rel(a: &[f32], b: &[f32]) -> f64 {
@@ -43,8 +54,10 @@ fn max_rel(a: &[f32], b: &[f32]) -> f64 {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
-    /// Tolerance 1e-6 relative to the largest logit: the grown model computes the same sums with
-    /// extra exact zeros, so in practice the logits are bit-identical.
+    /// The grown model computes the same sums with extra exact zeros. Decoding token by token,
+    /// the row-dot kernels add them in a fixed order: within 1e-6 of the largest logit (in
+    /// practice bit-identical). A prompt block goes through `gemm`, whose blocking depends on
+    /// the key count, so the scores are rounded differently: up to 1.05e-6 measured, bound 1e-5.
     #[test]
     fn zero_growth_with_kept_scale_preserves_logits(
         layers in 1usize..3, heads in 1usize..3, nq in 1usize..10, np in 1usize..10, nf in 1usize..20,
@@ -58,8 +71,10 @@ proptest! {
         prop_assert_eq!(g.config.ffn_scale_tokens, nf);
         let mut rng = Rng::new(seed);
         let tokens: Vec<u32> = (0..20).map(|_| rng.below(50) as u32).collect();
+        let err = max_rel(&decode_logits(&g, &tokens), &decode_logits(&m, &tokens));
+        prop_assert!(err <= 1e-6, "relative logit change, decoding {err:e}");
         let err = max_rel(&logits(&g, &tokens), &logits(&m, &tokens));
-        prop_assert!(err <= 1e-6, "relative logit change {err:e}");
+        prop_assert!(err <= 1e-5, "relative logit change, prompt block {err:e}");
     }
 }
 
