@@ -50,17 +50,23 @@ train() { # run-dir steps (--config C | --from M); WARMUP overrides the 5 % warm
         --eval-every $((steps / 10)) --eval-windows 64 --save-every "$steps" --keep 1 --seed 0 --threads 2 --quiet "$@"
 }
 
+grow_to() { # from-run to-run size (S1|S2) seed growth-flags...: writes to-run's starting model
+    local from=$1 to=$2 size=$3 seed=$4
+    shift 4
+    [ -f "$OUT/$to-init.safetensors" ] && return
+    local t=(128 128 512)
+    if [ "$size" = S2 ]; then t=(256 256 1024); fi
+    $T grow --model "$OUT/$from/model.safetensors" --out "$OUT/$to-init.safetensors" \
+        --qkv-tokens "${t[0]}" --proj-tokens "${t[1]}" --ffn-tokens "${t[2]}" "$@" --seed "$seed"
+}
+
 STAGE_STEPS=$((BUDGET / TOKENS_PER_STEP))
 for method in zero random; do
     if [ $method = zero ]; then G=(--init zero --scale keep); else G=(--init random --scale new); fi
     train "grown-$method-S0" $STAGE_STEPS --config "$OUT/S0.json"
-    [ -f "$OUT/grown-$method-S1-init.safetensors" ] ||
-        $T grow --model "$OUT/grown-$method-S0/model.safetensors" --out "$OUT/grown-$method-S1-init.safetensors" \
-            --qkv-tokens 128 --proj-tokens 128 --ffn-tokens 512 "${G[@]}" --seed 1
+    grow_to "grown-$method-S0" "grown-$method-S1" S1 1 "${G[@]}"
     train "grown-$method-S1" $STAGE_STEPS --from "$OUT/grown-$method-S1-init.safetensors"
-    [ -f "$OUT/grown-$method-S2-init.safetensors" ] ||
-        $T grow --model "$OUT/grown-$method-S1/model.safetensors" --out "$OUT/grown-$method-S2-init.safetensors" \
-            --qkv-tokens 256 --proj-tokens 256 --ffn-tokens 1024 "${G[@]}" --seed 2
+    grow_to "grown-$method-S1" "grown-$method-S2" S2 2 "${G[@]}"
     train "grown-$method-S2" $STAGE_STEPS --from "$OUT/grown-$method-S2-init.safetensors"
 done
 
@@ -79,9 +85,7 @@ WARMUP=$((LONG_FACTOR * 3 * STAGE_STEPS / 20 + 1)) train scratch-S2-equal-warm "
 # Variant: exact growth whose later stages re-warm only to 6e-4, not to the first stage's 2e-3
 # (S1 starts from the same grown S0 → S1 model as grown-zero-S1).
 LR=6e-4 train grown-gentle-S1 $STAGE_STEPS --from "$OUT/grown-zero-S1-init.safetensors"
-[ -f "$OUT/grown-gentle-S2-init.safetensors" ] ||
-    $T grow --model "$OUT/grown-gentle-S1/model.safetensors" --out "$OUT/grown-gentle-S2-init.safetensors" \
-        --qkv-tokens 256 --proj-tokens 256 --ffn-tokens 1024 --init zero --scale keep --seed 2
+grow_to grown-gentle-S1 grown-gentle-S2 S2 2 --init zero --scale keep
 LR=6e-4 train grown-gentle-S2 $STAGE_STEPS --from "$OUT/grown-gentle-S2-init.safetensors"
 
 # Every final model, and every grown model before it trained, scored on the whole held-out split
