@@ -20,6 +20,7 @@ extern crate std;
 pub mod checkpoint;
 pub mod config;
 pub mod convert;
+pub mod dtype;
 #[cfg(feature = "std")]
 pub mod file;
 pub mod graph;
@@ -34,6 +35,7 @@ pub mod torch;
 
 pub use checkpoint::{Dtype, LoadError};
 pub use config::{Config, ConfigError, Norm};
+pub use dtype::DType;
 pub use model::{Matrix, Model};
 pub use quant::Format;
 pub use sample::{Rng, Sampler, SamplerConfig};
