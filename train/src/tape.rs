@@ -331,38 +331,21 @@ impl<B: Backend> Attention<B> {
         let Rows { batch, seq } = dims.rows;
         let mut out = be.zeros(dims.numel());
         let mut probs = be.zeros(batch * dims.heads * seq * seq);
-        let qkv = Qkv {
-            q: t.value(x.q),
-            k: t.value(x.k),
-            v: t.value(x.v),
-        };
-        be.attention_forward(qkv, dims, &mut out, &mut probs);
+        be.attention_forward(x.map(|a| t.value(a)), dims, &mut out, &mut probs);
         t.push(Attention { x, probs }, out)
     }
 }
 
 impl<B: Backend> Node<B> for Attention<B> {
     fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
-        let (be, dims, x) = (t.be, t.dims, &self.x);
-        let (mut dq, mut dk, mut dv) = (
-            be.zeros(dims.numel()),
-            be.zeros(dims.numel()),
-            be.zeros(dims.numel()),
-        );
-        let qkv = Qkv {
-            q: t.value(x.q),
-            k: t.value(x.k),
-            v: t.value(x.v),
-        };
-        let dqkv = Qkv {
-            q: &mut dq,
-            k: &mut dk,
-            v: &mut dv,
-        };
-        be.attention_backward(qkv, &self.probs, &dy, dims, dqkv);
-        g.add(x.q, dq);
-        g.add(x.k, dk);
-        g.add(x.v, dv);
+        let (be, dims, x) = (t.be, t.dims, self.x);
+        let mut dx = x.map(|_| be.zeros(dims.numel()));
+        let Qkv { q, k, v } = &mut dx;
+        let dqkv = Qkv { q, k, v };
+        be.attention_backward(x.map(|a| t.value(a)), &self.probs, &dy, dims, dqkv);
+        g.add(x.q, dx.q);
+        g.add(x.k, dx.k);
+        g.add(x.v, dx.v);
     }
 }
 

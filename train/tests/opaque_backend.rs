@@ -74,14 +74,6 @@ mod device {
             self.store.lock().unwrap().insert(h.id, x);
             r
         }
-
-        fn qkv(&self, x: Qkv<&Handle>) -> Qkv<Vec<f32>> {
-            Qkv {
-                q: self.read(x.q),
-                k: self.read(x.k),
-                v: self.read(x.v),
-            }
-        }
     }
 
     fn refs(x: &Qkv<Vec<f32>>) -> Qkv<&Vec<f32>> {
@@ -215,7 +207,7 @@ mod device {
             out: &mut Handle,
             probs: &mut Handle,
         ) {
-            let x = self.qkv(x);
+            let x = x.map(|h| self.read(h));
             self.write(out, |o| {
                 self.write(probs, |p| Cpu.attention_forward(refs(&x), dims, o, p))
             });
@@ -229,7 +221,7 @@ mod device {
             dims: Dims,
             dx: Qkv<&mut Handle>,
         ) {
-            let (x, probs, dout) = (self.qkv(x), self.read(probs), self.read(dout));
+            let (x, probs, dout) = (x.map(|h| self.read(h)), self.read(probs), self.read(dout));
             self.write(dx.q, |q| {
                 self.write(dx.k, |k| {
                     self.write(dx.v, |v| {

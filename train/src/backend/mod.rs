@@ -96,11 +96,18 @@ pub struct Theta {
 }
 
 /// The three inputs of attention, or their gradients.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Qkv<T> {
     pub q: T,
     pub k: T,
     pub v: T,
+}
+
+impl<T> Qkv<T> {
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> Qkv<U> {
+        let (q, k, v) = (f(self.q), f(self.k), f(self.v));
+        Qkv { q, k, v }
+    }
 }
 
 /// The weight and bias of an affine LayerNorm, or their gradients.
