@@ -322,3 +322,41 @@ fn whole_model_gradient_through_opaque_buffers_matches_finite_differences() {
     // Every buffer the tape, the parameters and the gradients allocated was freed.
     assert_eq!(be.live(), 0);
 }
+
+/// One step (tape, clipping, AdamW) on opaque buffers gives the CPU's parameters bit for bit:
+/// the optimizer's ops cross the seam too.
+#[test]
+fn opaque_step_equals_cpu_step() {
+    use tokenformer_core::{Norm, Rng};
+    use tokenformer_train::backend::Backend;
+    use tokenformer_train::optim::{AdamW, Moments};
+    use tokenformer_train::{Cpu, Params, Rows, Tape};
+
+    fn step<B: Backend>(be: &B, model: &tokenformer_core::Model<'_>) -> Vec<Vec<f32>> {
+        let rows = Rows { batch: 2, seq: 7 };
+        let mut rng = Rng::new(3);
+        let tokens: Vec<u32> = (0..rows.count()).map(|_| rng.below(11) as u32).collect();
+        let mut params = Params::from_model(be, model);
+        let mut grads = Params::zeros_like(be, &params);
+        let mut moments = Moments::new(be, &params);
+        let mut tape = Tape::new(be, &params, rows);
+        let logits = tape.forward(&tokens);
+        tape.backward_from_cross_entropy(logits, &tokens, 1.0, &mut grads);
+        // A clip low enough that the gradients are scaled.
+        let opt = AdamW {
+            clip: 0.5,
+            ..AdamW::default()
+        };
+        let norm = opt.update(be, &mut params, &mut grads, &mut moments, 1e-2);
+        assert!(norm > 0.5, "gradient norm {norm} not clipped");
+        params.tensors.iter().map(|t| be.download(t)).collect()
+    }
+
+    let cfg = gradients::tiny(Norm::L2NormGelu, [6, 5, 8]);
+    let model = tokenformer_core::init::init(cfg, 9).unwrap();
+    let be = Opaque::default();
+    let (opaque, cpu) = (step(&be, &model), step(&Cpu, &model));
+    let bits = |t: &[Vec<f32>]| -> Vec<u32> { t.iter().flatten().map(|v| v.to_bits()).collect() };
+    assert_eq!(bits(&opaque), bits(&cpu));
+    assert_eq!(be.live(), 0);
+}
