@@ -1,107 +1,95 @@
 //! The recording interpreter of core's model graph.
 //!
-//! `Tape` implements `tokenformer_core::graph::Ops`: each op runs its forward on the backend,
-//! keeps what its backward needs, and `backward` walks the ops in reverse, calling each op's
-//! backward (defined beside its forward in `backend`). The model's structure comes only from
-//! `tokenformer_core::graph::forward`.
+//! `Tape` implements `tokenformer_core::graph::Ops` as a thin entry. Each op is a node type
+//! below that holds what its backward needs, with its `record` (run the forward on the backend,
+//! push the node) beside its `backward` (burn-autodiff's pattern); `Tape::backward` walks the
+//! nodes in reverse. The model's structure comes only from `tokenformer_core::graph::forward`.
 
-use crate::backend::{Backend, Mat, Rows};
+use crate::backend::{Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Rows, Theta};
 use crate::params::Params;
 use tokenformer_core::graph::{self, Ops, Proj};
 use tokenformer_core::model::Role;
 use tokenformer_core::ops::rotary::RopeTable;
 use tokenformer_core::Config;
 
-/// An activation: the index of the op that produced it.
-pub type Act = usize;
+/// An activation on the tape: the index of the node that produced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeId(usize);
 
-enum Node<B: Backend> {
-    Embed,
-    LayerNorm {
-        x: Act,
-        rstd: B::Buf,
-    },
-    Pattention {
-        x: Act,
-        layer: usize,
-        proj: Proj,
-        scores: B::Buf,
-        theta: B::Buf,
-    },
-    Rotary {
-        x: Act,
-    },
-    Attention {
-        q: Act,
-        k: Act,
-        v: Act,
-        probs: B::Buf,
-    },
-    Add {
-        a: Act,
-        b: Act,
-    },
-    FinalNorm {
-        x: Act,
-        xhat: B::Buf,
-        rstd: B::Buf,
-    },
-    Logits {
-        x: Act,
-    },
+/// A recorded op.
+trait Node<B: Backend> {
+    /// Add the gradients of this node's inputs, given its output `y` and `dy` = ∂L/∂y.
+    fn backward(&self, t: &Tape<'_, B>, y: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>);
+}
+
+/// What the backward pass accumulates: the gradient of every activation (filled in reverse)
+/// and of the parameters.
+struct Gradients<'g, B: Backend> {
+    be: &'g B,
+    acts: Vec<Option<B::Buf>>,
+    params: &'g mut Params<B>,
+}
+
+impl<B: Backend> Gradients<'_, B> {
+    /// Add `dx` into the gradient of activation `a`.
+    fn add(&mut self, a: NodeId, dx: B::Buf) {
+        match &mut self.acts[a.0] {
+            Some(y) => self.be.add_assign(y, &dx),
+            slot @ None => *slot = Some(dx),
+        }
+    }
 }
 
 pub struct Tape<'p, B: Backend> {
     be: &'p B,
     params: &'p Params<B>,
-    rope: RopeTable,
-    rows: Rows,
-    tokens: Vec<u32>,
-    nodes: Vec<Node<B>>,
+    dims: Dims,
+    rope: RopeTables<B>,
+    nodes: Vec<Box<dyn Node<B> + 'p>>,
     values: Vec<B::Buf>,
 }
 
 impl<'p, B: Backend> Tape<'p, B> {
     pub fn new(be: &'p B, params: &'p Params<B>, rows: Rows) -> Self {
         let cfg = &params.config;
+        let rope = RopeTable::new(cfg.rotary_dims(), cfg.rotary_base);
         Tape {
             be,
             params,
-            rope: RopeTable::new(cfg.rotary_dims(), cfg.rotary_base),
-            rows,
-            tokens: Vec::new(),
+            dims: Dims::new(rows, cfg),
+            rope: RopeTables::new(be, &rope, rows.seq),
             nodes: Vec::new(),
             values: Vec::new(),
         }
     }
 
-    fn cfg(&self) -> &Config {
+    fn cfg(&self) -> &'p Config {
         &self.params.config
     }
 
-    fn push(&mut self, node: Node<B>, value: B::Buf) -> Act {
-        self.nodes.push(node);
+    fn push(&mut self, node: impl Node<B> + 'p, value: B::Buf) -> NodeId {
+        self.nodes.push(Box::new(node));
         self.values.push(value);
-        self.values.len() - 1
+        NodeId(self.values.len() - 1)
     }
 
     /// Run the model on `tokens` ([batch·seq]) and return the logits activation.
-    pub fn forward(&mut self, tokens: &[u32]) -> Act {
-        assert_eq!(tokens.len(), self.rows.count());
-        let cfg = self.cfg().clone();
-        graph::forward(self, &cfg, tokens)
+    pub fn forward(&mut self, tokens: &[u32]) -> NodeId {
+        assert_eq!(tokens.len(), self.dims.rows.count());
+        let cfg = self.cfg();
+        graph::forward(self, cfg, tokens)
     }
 
-    pub fn value(&self, a: Act) -> &B::Buf {
-        &self.values[a]
+    pub fn value(&self, a: NodeId) -> &B::Buf {
+        &self.values[a.0]
     }
 
     /// Cross-entropy of the logits against `targets`, seeding the backward with its gradient
     /// scaled by `grad_scale` (1 / tokens in the full, possibly accumulated, batch). Returns the
     /// per-row losses in nats.
     pub fn backward_from_cross_entropy(
-        mut self,
-        logits: Act,
+        self,
+        logits: NodeId,
         targets: &[u32],
         grad_scale: f32,
         grads: &mut Params<B>,
@@ -110,351 +98,360 @@ impl<'p, B: Backend> Tape<'p, B> {
         let mut dlogits = self.be.zeros(targets.len() * v);
         let losses =
             self.be
-                .cross_entropy(&self.values[logits], targets, v, grad_scale, &mut dlogits);
+                .cross_entropy(self.value(logits), targets, v, grad_scale, &mut dlogits);
         self.backward(logits, dlogits, grads);
         losses
     }
 
     /// Backpropagate `seed` = ∂L/∂(activation `out`) through every op, adding the parameter
     /// gradients into `grads`.
-    pub fn backward(&mut self, out: Act, seed: B::Buf, grads: &mut Params<B>) {
-        let be = self.be;
-        let p = self.params;
-        let cfg = p.config.clone();
-        let d = cfg.d_model;
-        let rows = self.rows;
-        let r = rows.count();
-        let mut g: Vec<Option<B::Buf>> = (0..self.nodes.len()).map(|_| None).collect();
-        g[out] = Some(seed);
-        // Adds `x` into the gradient slot of activation `a`.
-        let acc = |g: &mut Vec<Option<B::Buf>>, a: Act, x: B::Buf| match &mut g[a] {
-            Some(y) => be.add_assign(y, &x),
-            slot @ None => *slot = Some(x),
+    pub fn backward(&self, out: NodeId, seed: B::Buf, grads: &mut Params<B>) {
+        let mut g = Gradients {
+            be: self.be,
+            acts: (0..self.nodes.len()).map(|_| None).collect(),
+            params: grads,
         };
-        for i in (0..self.nodes.len()).rev() {
-            let Some(dy) = g[i].take() else { continue };
-            match &self.nodes[i] {
-                Node::Embed => {
-                    be.embed_backward(&self.tokens, &dy, d, grads.get_mut(Role::Embedding));
-                }
-                Node::LayerNorm { x, rstd } => {
-                    let mut dx = be.zeros(r * d);
-                    be.layer_norm_backward(&self.values[i], rstd, &dy, d, &mut dx);
-                    acc(&mut g, *x, dx);
-                }
-                Node::Pattention {
-                    x,
-                    layer,
-                    proj,
-                    scores,
-                    theta,
-                } => {
-                    let n = cfg.tokens(proj.kind());
-                    let keys = p.get(Role::Keys(*layer, *proj));
-                    let values = p.get(Role::Values(*layer, *proj));
-                    // dV += Θᵀ·dO
-                    be.matmul(
-                        n,
-                        d,
-                        r,
-                        Mat {
-                            buf: theta,
-                            t: true,
-                        },
-                        Mat { buf: &dy, t: false },
-                        grads.get_mut(Role::Values(*layer, *proj)),
-                        true,
-                    );
-                    // dΘ = dO·Vᵀ
-                    let mut dtheta = be.zeros(r * n);
-                    be.matmul(
-                        r,
-                        n,
-                        d,
-                        Mat { buf: &dy, t: false },
-                        Mat {
-                            buf: values,
-                            t: true,
-                        },
-                        &mut dtheta,
-                        false,
-                    );
-                    let mut da = be.zeros(r * n);
-                    be.theta_backward(
-                        scores,
-                        theta,
-                        &dtheta,
-                        n,
-                        cfg.norm,
-                        cfg.scale_tokens(proj.kind()),
-                        &mut da,
-                    );
-                    drop(dtheta);
-                    // dK += dAᵀ·X, dX = dA·K
-                    be.matmul(
-                        n,
-                        d,
-                        r,
-                        Mat { buf: &da, t: true },
-                        Mat {
-                            buf: &self.values[*x],
-                            t: false,
-                        },
-                        grads.get_mut(Role::Keys(*layer, *proj)),
-                        true,
-                    );
-                    let mut dx = be.zeros(r * d);
-                    be.matmul(
-                        r,
-                        d,
-                        n,
-                        Mat { buf: &da, t: false },
-                        Mat {
-                            buf: keys,
-                            t: false,
-                        },
-                        &mut dx,
-                        false,
-                    );
-                    acc(&mut g, *x, dx);
-                }
-                Node::Rotary { x } => {
-                    let mut dx = dy;
-                    be.rotary(&mut dx, rows, d, cfg.head_dim(), &self.rope, true);
-                    acc(&mut g, *x, dx);
-                }
-                Node::Attention { q, k, v, probs } => {
-                    let (mut dq, mut dk, mut dv) =
-                        (be.zeros(r * d), be.zeros(r * d), be.zeros(r * d));
-                    be.attention_backward(
-                        &self.values[*q],
-                        &self.values[*k],
-                        &self.values[*v],
-                        probs,
-                        &dy,
-                        rows,
-                        d,
-                        cfg.n_heads,
-                        &mut dq,
-                        &mut dk,
-                        &mut dv,
-                    );
-                    acc(&mut g, *q, dq);
-                    acc(&mut g, *k, dk);
-                    acc(&mut g, *v, dv);
-                }
-                Node::Add { a, b } => {
-                    let (a, b) = (*a, *b);
-                    let mut copy = be.zeros(r * d);
-                    be.add_assign(&mut copy, &dy);
-                    acc(&mut g, b, copy);
-                    acc(&mut g, a, dy);
-                }
-                Node::FinalNorm { x, xhat, rstd } => {
-                    let mut dx = be.zeros(r * d);
-                    let (wi, bi) = (
-                        crate::params::index(&cfg, Role::FinalNormWeight),
-                        crate::params::index(&cfg, Role::FinalNormBias),
-                    );
-                    // Split borrows of the two norm gradients.
-                    let (lo, hi) = grads.tensors.split_at_mut(bi);
-                    be.affine_norm_backward(
-                        xhat,
-                        rstd,
-                        p.get(Role::FinalNormWeight),
-                        &dy,
-                        &mut dx,
-                        &mut lo[wi],
-                        &mut hi[0],
-                    );
-                    acc(&mut g, *x, dx);
-                }
-                Node::Logits { x } => {
-                    let v = cfg.vocab_size;
-                    let e = p.get(Role::Embedding);
-                    // dE += dZᵀ·Y, dY = dZ·E
-                    be.matmul(
-                        v,
-                        d,
-                        r,
-                        Mat { buf: &dy, t: true },
-                        Mat {
-                            buf: &self.values[*x],
-                            t: false,
-                        },
-                        grads.get_mut(Role::Embedding),
-                        true,
-                    );
-                    let mut dx = be.zeros(r * d);
-                    be.matmul(
-                        r,
-                        d,
-                        v,
-                        Mat { buf: &dy, t: false },
-                        Mat { buf: e, t: false },
-                        &mut dx,
-                        false,
-                    );
-                    acc(&mut g, *x, dx);
-                }
+        g.acts[out.0] = Some(seed);
+        for (i, node) in self.nodes.iter().enumerate().rev() {
+            if let Some(dy) = g.acts[i].take() {
+                node.backward(self, &self.values[i], dy, &mut g);
             }
         }
     }
 }
 
 impl<B: Backend> Ops for Tape<'_, B> {
-    type Act = Act;
+    type Act = NodeId;
 
-    fn embed(&mut self, tokens: &[u32]) -> Act {
-        let d = self.cfg().d_model;
-        let mut out = self.be.zeros(tokens.len() * d);
-        self.be
-            .embed_forward(self.params.get(Role::Embedding), tokens, d, &mut out);
-        self.tokens = tokens.to_vec();
-        self.push(Node::Embed, out)
+    fn embed(&mut self, tokens: &[u32]) -> NodeId {
+        Embed::record(self, tokens)
     }
 
-    fn layer_norm(&mut self, x: &Act) -> Act {
-        let cfg = self.cfg();
-        let (d, eps, r) = (cfg.d_model, cfg.layer_norm_eps, self.rows.count());
-        let mut y = self.be.zeros(r * d);
-        let mut rstd = self.be.zeros(r);
-        self.be
-            .layer_norm_forward(&self.values[*x], d, eps, &mut y, &mut rstd);
-        self.push(Node::LayerNorm { x: *x, rstd }, y)
+    fn layer_norm(&mut self, x: &NodeId) -> NodeId {
+        LayerNorm::record(self, *x)
     }
 
-    fn pattention(&mut self, x: &Act, layer: usize, proj: Proj) -> Act {
-        let cfg = self.cfg();
-        let (d, r) = (cfg.d_model, self.rows.count());
-        let n = cfg.tokens(proj.kind());
-        let (norm, scale_n) = (cfg.norm, cfg.scale_tokens(proj.kind()));
-        let be = self.be;
-        let keys = self.params.get(Role::Keys(layer, proj));
-        let values = self.params.get(Role::Values(layer, proj));
+    fn pattention(&mut self, x: &NodeId, layer: usize, proj: Proj) -> NodeId {
+        Pattention::record(self, *x, layer, proj)
+    }
+
+    fn rotary(&mut self, x: NodeId) -> NodeId {
+        Rotary::record(self, x)
+    }
+
+    fn attention(&mut self, _layer: usize, q: &NodeId, k: &NodeId, v: &NodeId) -> NodeId {
+        Attention::record(
+            self,
+            Qkv {
+                q: *q,
+                k: *k,
+                v: *v,
+            },
+        )
+    }
+
+    fn add(&mut self, a: NodeId, b: &NodeId) -> NodeId {
+        Add::record(self, a, *b)
+    }
+
+    fn final_norm(&mut self, x: &NodeId) -> NodeId {
+        FinalNorm::record(self, *x)
+    }
+
+    fn logits(&mut self, x: &NodeId) -> NodeId {
+        Logits::record(self, *x)
+    }
+}
+
+/// Rows of the token embedding: out[r] = E[tokens[r]].
+struct Embed {
+    tokens: Vec<u32>,
+}
+
+impl Embed {
+    fn record<B: Backend>(t: &mut Tape<'_, B>, tokens: &[u32]) -> NodeId {
+        let mut out = t.be.zeros(tokens.len() * t.dims.d);
+        let table = t.params.get(Role::Embedding);
+        t.be.embed_forward(table, tokens, t.dims, &mut out);
+        let tokens = tokens.to_vec();
+        t.push(Embed { tokens }, out)
+    }
+}
+
+impl<B: Backend> Node<B> for Embed {
+    fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
+        let de = g.params.get_mut(Role::Embedding);
+        t.be.embed_backward(&self.tokens, &dy, t.dims, de);
+    }
+}
+
+/// Non-parametric LayerNorm, saving rstd.
+struct LayerNorm<B: Backend> {
+    x: NodeId,
+    rstd: B::Buf,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    fn record(t: &mut Tape<'_, B>, x: NodeId) -> NodeId {
+        let (be, dims) = (t.be, t.dims);
+        let mut y = be.zeros(dims.numel());
+        let mut rstd = be.zeros(dims.rows.count());
+        be.layer_norm_forward(t.value(x), dims, t.cfg().layer_norm_eps, &mut y, &mut rstd);
+        t.push(LayerNorm { x, rstd }, y)
+    }
+}
+
+impl<B: Backend> Node<B> for LayerNorm<B> {
+    fn backward(&self, t: &Tape<'_, B>, y: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
+        let mut dx = t.be.zeros(t.dims.numel());
+        t.be.layer_norm_backward(y, &self.rstd, &dy, t.dims, &mut dx);
+        g.add(self.x, dx);
+    }
+}
+
+/// Pattention: O = Θ(X·Kᵀ)·V, saving the scores A = X·Kᵀ and Θ(A).
+struct Pattention<B: Backend> {
+    x: NodeId,
+    layer: usize,
+    proj: Proj,
+    scores: B::Buf,
+    theta: B::Buf,
+}
+
+impl<B: Backend> Pattention<B> {
+    fn spec(cfg: &Config, proj: Proj) -> Theta {
+        Theta {
+            norm: cfg.norm,
+            n: cfg.tokens(proj.kind()),
+            scale_n: cfg.scale_tokens(proj.kind()),
+        }
+    }
+
+    fn record(t: &mut Tape<'_, B>, x: NodeId, layer: usize, proj: Proj) -> NodeId {
+        let (be, p) = (t.be, t.params);
+        let spec = Self::spec(t.cfg(), proj);
+        let (r, d, n) = (t.dims.rows.count(), t.dims.d, spec.n);
+        let keys = p.get(Role::Keys(layer, proj));
+        let values = p.get(Role::Values(layer, proj));
         // A = X·Kᵀ, S = Θ(A), O = S·V
         let mut scores = be.zeros(r * n);
+        let xa = Mat::n(t.value(x));
         be.matmul(
-            r,
-            n,
-            d,
-            Mat {
-                buf: &self.values[*x],
-                t: false,
-            },
-            Mat { buf: keys, t: true },
+            MatMul { m: r, n, k: d },
+            xa,
+            Mat::t(keys),
             &mut scores,
             false,
         );
         let mut theta = be.zeros(r * n);
-        be.theta_forward(&scores, n, norm, scale_n, &mut theta);
+        be.theta_forward(&scores, spec, &mut theta);
         let mut out = be.zeros(r * d);
+        let size = MatMul { m: r, n: d, k: n };
+        be.matmul(size, Mat::n(&theta), Mat::n(values), &mut out, false);
+        let node = Pattention {
+            x,
+            layer,
+            proj,
+            scores,
+            theta,
+        };
+        t.push(node, out)
+    }
+}
+
+impl<B: Backend> Node<B> for Pattention<B> {
+    fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
+        let (be, p, (layer, proj)) = (t.be, t.params, (self.layer, self.proj));
+        let spec = Self::spec(t.cfg(), proj);
+        let (r, d, n) = (t.dims.rows.count(), t.dims.d, spec.n);
+        let keys = p.get(Role::Keys(layer, proj));
+        let values = p.get(Role::Values(layer, proj));
+        // dV += Θᵀ·dO
+        let dv = g.params.get_mut(Role::Values(layer, proj));
         be.matmul(
-            r,
-            d,
-            n,
-            Mat {
-                buf: &theta,
-                t: false,
-            },
-            Mat {
-                buf: values,
-                t: false,
-            },
-            &mut out,
+            MatMul { m: n, n: d, k: r },
+            Mat::t(&self.theta),
+            Mat::n(&dy),
+            dv,
+            true,
+        );
+        // dΘ = dO·Vᵀ
+        let mut dtheta = be.zeros(r * n);
+        let size = MatMul { m: r, n, k: d };
+        be.matmul(size, Mat::n(&dy), Mat::t(values), &mut dtheta, false);
+        let mut da = be.zeros(r * n);
+        be.theta_backward(&self.scores, &self.theta, &dtheta, spec, &mut da);
+        drop(dtheta);
+        // dK += dAᵀ·X, dX = dA·K
+        let (dk, x) = (g.params.get_mut(Role::Keys(layer, proj)), t.value(self.x));
+        be.matmul(
+            MatMul { m: n, n: d, k: r },
+            Mat::t(&da),
+            Mat::n(x),
+            dk,
+            true,
+        );
+        let mut dx = be.zeros(r * d);
+        let size = MatMul { m: r, n: d, k: n };
+        be.matmul(size, Mat::n(&da), Mat::n(keys), &mut dx, false);
+        g.add(self.x, dx);
+    }
+}
+
+/// Partial rotary at each row's position; its backward is the inverse rotation.
+struct Rotary {
+    x: NodeId,
+}
+
+impl Rotary {
+    fn record<B: Backend>(t: &mut Tape<'_, B>, x: NodeId) -> NodeId {
+        let mut y = t.be.copy(t.value(x));
+        t.be.rotary(&mut y, t.dims, &t.rope, false);
+        t.push(Rotary { x }, y)
+    }
+}
+
+impl<B: Backend> Node<B> for Rotary {
+    fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
+        let mut dx = dy;
+        t.be.rotary(&mut dx, t.dims, &t.rope, true);
+        g.add(self.x, dx);
+    }
+}
+
+/// Causal softmax attention, saving the probabilities.
+struct Attention<B: Backend> {
+    x: Qkv<NodeId>,
+    probs: B::Buf,
+}
+
+impl<B: Backend> Attention<B> {
+    fn record(t: &mut Tape<'_, B>, x: Qkv<NodeId>) -> NodeId {
+        let (be, dims) = (t.be, t.dims);
+        let Rows { batch, seq } = dims.rows;
+        let mut out = be.zeros(dims.numel());
+        let mut probs = be.zeros(batch * dims.heads * seq * seq);
+        be.attention_forward(x.map(|a| t.value(a)), dims, &mut out, &mut probs);
+        t.push(Attention { x, probs }, out)
+    }
+}
+
+impl<B: Backend> Node<B> for Attention<B> {
+    fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
+        let (be, dims, x) = (t.be, t.dims, self.x);
+        let mut dx = x.map(|_| be.zeros(dims.numel()));
+        let Qkv { q, k, v } = &mut dx;
+        let dqkv = Qkv { q, k, v };
+        be.attention_backward(x.map(|a| t.value(a)), &self.probs, &dy, dims, dqkv);
+        g.add(x.q, dx.q);
+        g.add(x.k, dx.k);
+        g.add(x.v, dx.v);
+    }
+}
+
+/// The residual sum a + b.
+struct Add {
+    a: NodeId,
+    b: NodeId,
+}
+
+impl Add {
+    fn record<B: Backend>(t: &mut Tape<'_, B>, a: NodeId, b: NodeId) -> NodeId {
+        let mut y = t.be.copy(t.value(a));
+        t.be.add_assign(&mut y, t.value(b));
+        t.push(Add { a, b }, y)
+    }
+}
+
+impl<B: Backend> Node<B> for Add {
+    fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
+        g.add(self.b, t.be.copy(&dy));
+        g.add(self.a, dy);
+    }
+}
+
+/// The final affine LayerNorm, saving xhat and rstd.
+struct FinalNorm<B: Backend> {
+    x: NodeId,
+    xhat: B::Buf,
+    rstd: B::Buf,
+}
+
+impl<B: Backend> FinalNorm<B> {
+    fn record(t: &mut Tape<'_, B>, x: NodeId) -> NodeId {
+        let (be, dims, p) = (t.be, t.dims, t.params);
+        let (mut xhat, mut rstd, mut y) = (
+            be.zeros(dims.numel()),
+            be.zeros(dims.rows.count()),
+            be.zeros(dims.numel()),
+        );
+        let wb = Affine {
+            weight: p.get(Role::FinalNormWeight),
+            bias: p.get(Role::FinalNormBias),
+        };
+        let eps = t.cfg().layer_norm_eps;
+        be.affine_norm_forward(t.value(x), wb, eps, &mut xhat, &mut rstd, &mut y);
+        t.push(FinalNorm { x, xhat, rstd }, y)
+    }
+}
+
+impl<B: Backend> Node<B> for FinalNorm<B> {
+    fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
+        let cfg = t.cfg();
+        let mut dx = t.be.zeros(t.dims.numel());
+        let (wi, bi) = (
+            crate::params::index(cfg, Role::FinalNormWeight),
+            crate::params::index(cfg, Role::FinalNormBias),
+        );
+        // Split borrows of the two norm gradients.
+        let (lo, hi) = g.params.tensors.split_at_mut(bi);
+        let dwb = Affine {
+            weight: &mut lo[wi],
+            bias: &mut hi[0],
+        };
+        let w = t.params.get(Role::FinalNormWeight);
+        t.be.affine_norm_backward(&self.xhat, &self.rstd, w, &dy, &mut dx, dwb);
+        g.add(self.x, dx);
+    }
+}
+
+/// Logits against the tied embedding: Z = Y·Eᵀ.
+struct Logits {
+    x: NodeId,
+}
+
+impl Logits {
+    fn record<B: Backend>(t: &mut Tape<'_, B>, x: NodeId) -> NodeId {
+        let (r, v, d) = (t.dims.rows.count(), t.cfg().vocab_size, t.dims.d);
+        let mut z = t.be.zeros(r * v);
+        let e = Mat::t(t.params.get(Role::Embedding));
+        let size = MatMul { m: r, n: v, k: d };
+        t.be.matmul(size, Mat::n(t.value(x)), e, &mut z, false);
+        t.push(Logits { x }, z)
+    }
+}
+
+impl<B: Backend> Node<B> for Logits {
+    fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
+        let (be, r, v, d) = (t.be, t.dims.rows.count(), t.cfg().vocab_size, t.dims.d);
+        let e = t.params.get(Role::Embedding);
+        // dE += dZᵀ·Y, dY = dZ·E
+        let (de, x) = (g.params.get_mut(Role::Embedding), t.value(self.x));
+        be.matmul(
+            MatMul { m: v, n: d, k: r },
+            Mat::t(&dy),
+            Mat::n(x),
+            de,
+            true,
+        );
+        let mut dx = be.zeros(r * d);
+        be.matmul(
+            MatMul { m: r, n: d, k: v },
+            Mat::n(&dy),
+            Mat::n(e),
+            &mut dx,
             false,
         );
-        self.push(
-            Node::Pattention {
-                x: *x,
-                layer,
-                proj,
-                scores,
-                theta,
-            },
-            out,
-        )
-    }
-
-    fn rotary(&mut self, x: Act) -> Act {
-        let cfg = self.cfg();
-        let (d, hd) = (cfg.d_model, cfg.head_dim());
-        let mut y = self.be.zeros(self.rows.count() * d);
-        self.be.add_assign(&mut y, &self.values[x]);
-        self.be.rotary(&mut y, self.rows, d, hd, &self.rope, false);
-        self.push(Node::Rotary { x }, y)
-    }
-
-    fn attention(&mut self, _layer: usize, q: &Act, k: &Act, v: &Act) -> Act {
-        let cfg = self.cfg();
-        let (d, h) = (cfg.d_model, cfg.n_heads);
-        let rows = self.rows;
-        let mut out = self.be.zeros(rows.count() * d);
-        let mut probs = self.be.zeros(rows.batch * h * rows.seq * rows.seq);
-        self.be.attention_forward(
-            &self.values[*q],
-            &self.values[*k],
-            &self.values[*v],
-            rows,
-            d,
-            h,
-            &mut out,
-            &mut probs,
-        );
-        self.push(
-            Node::Attention {
-                q: *q,
-                k: *k,
-                v: *v,
-                probs,
-            },
-            out,
-        )
-    }
-
-    fn add(&mut self, a: Act, b: &Act) -> Act {
-        let mut y = self.be.zeros(self.rows.count() * self.cfg().d_model);
-        self.be.add_assign(&mut y, &self.values[a]);
-        self.be.add_assign(&mut y, &self.values[*b]);
-        self.push(Node::Add { a, b: *b }, y)
-    }
-
-    fn final_norm(&mut self, x: &Act) -> Act {
-        let cfg = self.cfg();
-        let (d, eps, r) = (cfg.d_model, cfg.layer_norm_eps, self.rows.count());
-        let (mut xhat, mut rstd, mut y) =
-            (self.be.zeros(r * d), self.be.zeros(r), self.be.zeros(r * d));
-        self.be.affine_norm_forward(
-            &self.values[*x],
-            self.params.get(Role::FinalNormWeight),
-            self.params.get(Role::FinalNormBias),
-            eps,
-            &mut xhat,
-            &mut rstd,
-            &mut y,
-        );
-        self.push(Node::FinalNorm { x: *x, xhat, rstd }, y)
-    }
-
-    fn logits(&mut self, x: &Act) -> Act {
-        let cfg = self.cfg();
-        let (d, v, r) = (cfg.d_model, cfg.vocab_size, self.rows.count());
-        let mut z = self.be.zeros(r * v);
-        self.be.matmul(
-            r,
-            v,
-            d,
-            Mat {
-                buf: &self.values[*x],
-                t: false,
-            },
-            Mat {
-                buf: self.params.get(Role::Embedding),
-                t: true,
-            },
-            &mut z,
-            false,
-        );
-        self.push(Node::Logits { x: *x }, z)
+        g.add(self.x, dx);
     }
 }

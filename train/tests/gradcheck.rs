@@ -1,73 +1,22 @@
 //! Every op's backward against central finite differences of the naive f64 reference
-//! (`support/reference64.rs`), then the whole model's gradient on tiny configs.
+//! (`support/reference64.rs`), then the whole model's gradient on tiny configs
+//! (`support/gradients.rs`, which also runs it on an opaque-buffer backend).
 //!
 //! The analytic gradients are f32 (what training uses); the differences are f64 with h = 1e-5,
 //! accurate to ~1e-9. Tolerance: max |analytic − fd| ≤ 1e-4 · max(1, max |fd|) (measured errors
 //! are printed; the largest is 4.4e-6 relative).
 
+#[path = "support/gradients.rs"]
+mod gradients;
 #[path = "support/reference64.rs"]
 mod reference64;
 
+use gradients::*;
 use reference64 as r64;
-use std::borrow::Cow;
-use tokenformer_core::model::{tensor_specs, Role};
 use tokenformer_core::ops::rotary::RopeTable;
-use tokenformer_core::{Config, Model, Norm, Rng};
-use tokenformer_train::backend::{Backend, Mat};
-use tokenformer_train::{Cpu, Params, Rows, Tape};
-
-const H: f64 = 1e-5;
-const TOL: f64 = 1e-4;
-
-fn randn(rng: &mut Rng, n: usize, std: f64) -> Vec<f64> {
-    (0..n).map(|_| rng.normal() * std).collect()
-}
-
-fn f32s(x: &[f64]) -> Vec<f32> {
-    x.iter().map(|&v| v as f32).collect()
-}
-
-fn f64s(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| v as f64).collect()
-}
-
-/// ∂/∂x_i of f at x (x rounded through f32, so the point matches what the f32 code saw).
-fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64], i: usize) -> f64 {
-    let (mut p, mut m) = (x.to_vec(), x.to_vec());
-    p[i] += H;
-    m[i] -= H;
-    (f(&p) - f(&m)) / (2.0 * H)
-}
-
-fn assert_close(what: &str, analytic: &[f32], f: &dyn Fn(&[f64]) -> f64, x: &[f64]) {
-    assert_close_at(what, analytic, f, x, &(0..x.len()).collect::<Vec<_>>());
-}
-
-fn assert_close_at(
-    what: &str,
-    analytic: &[f32],
-    f: &dyn Fn(&[f64]) -> f64,
-    x: &[f64],
-    idx: &[usize],
-) {
-    let num: Vec<f64> = idx.iter().map(|&i| fd(f, x, i)).collect();
-    let scale = num.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let err = idx
-        .iter()
-        .zip(&num)
-        .map(|(&i, n)| (analytic[i] as f64 - n).abs())
-        .fold(0.0, f64::max);
-    println!("{what}: max |analytic - fd| = {err:.2e} (scale {scale:.2e})");
-    assert!(
-        err <= TOL * scale,
-        "{what}: error {err:e} > {TOL} · {scale}"
-    );
-}
-
-/// L = Σ w ⊙ y: the upstream gradient is w.
-fn weighted(w: &[f64], y: &[f64]) -> f64 {
-    w.iter().zip(y).map(|(a, b)| a * b).sum()
-}
+use tokenformer_core::{Norm, Rng};
+use tokenformer_train::backend::{Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Theta};
+use tokenformer_train::{Cpu, Rows};
 
 #[test]
 fn theta_backward_matches_finite_differences() {
@@ -82,9 +31,10 @@ fn theta_backward_matches_finite_differences() {
             let a = f64s(&f32s(&a));
             let (a32, w32) = (f32s(&a), f32s(&w));
             let mut s = vec![0.0; rows * n];
-            be.theta_forward(&a32, n, norm, scale_n, &mut s);
+            let spec = Theta { norm, n, scale_n };
+            be.theta_forward(&a32, spec, &mut s);
             let mut da = vec![0.0; rows * n];
-            be.theta_backward(&a32, &s, &w32, n, norm, scale_n, &mut da);
+            be.theta_backward(&a32, &s, &w32, spec, &mut da);
             let f = |x: &[f64]| {
                 let y: Vec<f64> = x
                     .chunks(n)
@@ -105,9 +55,17 @@ fn layer_norm_backward_matches_finite_differences() {
     let x = f64s(&f32s(&randn(&mut rng, rows * d, 2.0)));
     let w = randn(&mut rng, rows * d, 1.0);
     let (mut y, mut rstd) = (vec![0.0; rows * d], vec![0.0; rows]);
-    be.layer_norm_forward(&f32s(&x), d, 1e-5, &mut y, &mut rstd);
+    let dims = Dims {
+        rows: Rows {
+            batch: 1,
+            seq: rows,
+        },
+        d,
+        heads: 1,
+    };
+    be.layer_norm_forward(&f32s(&x), dims, 1e-5, &mut y, &mut rstd);
     let mut dx = vec![0.0; rows * d];
-    be.layer_norm_backward(&y, &rstd, &f32s(&w), d, &mut dx);
+    be.layer_norm_backward(&y, &rstd, &f32s(&w), dims, &mut dx);
     let f = |x: &[f64]| weighted(&w, &r64::layer_norm(x, d, 1e-5));
     assert_close("layer_norm", &dx, &f, &x);
 }
@@ -122,15 +80,12 @@ fn affine_norm_backward_matches_finite_differences() {
     let gb = f64s(&f32s(&randn(&mut rng, d, 1.0)));
     let w = randn(&mut rng, rows * d, 1.0);
     let (mut xhat, mut rstd, mut y) = (vec![0.0; rows * d], vec![0.0; rows], vec![0.0; rows * d]);
-    be.affine_norm_forward(
-        &f32s(&x),
-        &f32s(&gw),
-        &f32s(&gb),
-        1e-5,
-        &mut xhat,
-        &mut rstd,
-        &mut y,
-    );
+    let (gw32, gb32) = (f32s(&gw), f32s(&gb));
+    let wb = Affine {
+        weight: &gw32,
+        bias: &gb32,
+    };
+    be.affine_norm_forward(&f32s(&x), wb, 1e-5, &mut xhat, &mut rstd, &mut y);
     let (mut dx, mut dw, mut db) = (vec![0.0; rows * d], vec![0.0; d], vec![0.0; d]);
     be.affine_norm_backward(
         &xhat,
@@ -138,8 +93,10 @@ fn affine_norm_backward_matches_finite_differences() {
         &f32s(&gw),
         &f32s(&w),
         &mut dx,
-        &mut dw,
-        &mut db,
+        Affine {
+            weight: &mut dw,
+            bias: &mut db,
+        },
     );
     assert_close(
         "affine_norm dx",
@@ -167,11 +124,16 @@ fn rotary_backward_matches_finite_differences() {
     let mut rng = Rng::new(4);
     let (batch, seq, d, hd) = (2, 5, 16, 8);
     let rot = 4;
-    let rope = RopeTable::new(rot, 10000.0);
+    let rope = RopeTables::new(&be, &RopeTable::new(rot, 10000.0), seq);
+    let dims = Dims {
+        rows: Rows { batch, seq },
+        d,
+        heads: d / hd,
+    };
     let x = randn(&mut rng, batch * seq * d, 1.0);
     let w = randn(&mut rng, batch * seq * d, 1.0);
     let mut dx = f32s(&w);
-    be.rotary(&mut dx, Rows { batch, seq }, d, hd, &rope, true);
+    be.rotary(&mut dx, dims, &rope, true);
     let f = |x: &[f64]| weighted(&w, &r64::rotary(x, seq, d, hd, rot, 10000.0));
     assert_close("rotary", &dx, &f, &x);
 }
@@ -181,23 +143,24 @@ fn attention_backward_matches_finite_differences() {
     let be = Cpu;
     let mut rng = Rng::new(5);
     let (batch, seq, d, heads) = (2, 6, 8, 2);
-    let rows = Rows { batch, seq };
+    let dims = Dims {
+        rows: Rows { batch, seq },
+        d,
+        heads,
+    };
     let n = batch * seq * d;
     let q = f64s(&f32s(&randn(&mut rng, n, 1.0)));
     let k = f64s(&f32s(&randn(&mut rng, n, 1.0)));
     let v = f64s(&f32s(&randn(&mut rng, n, 1.0)));
     let w = randn(&mut rng, n, 1.0);
     let (mut out, mut probs) = (vec![0.0; n], vec![0.0; batch * heads * seq * seq]);
-    be.attention_forward(
-        &f32s(&q),
-        &f32s(&k),
-        &f32s(&v),
-        rows,
-        d,
-        heads,
-        &mut out,
-        &mut probs,
-    );
+    let (q32, k32, v32) = (f32s(&q), f32s(&k), f32s(&v));
+    let qkv = || Qkv {
+        q: &q32,
+        k: &k32,
+        v: &v32,
+    };
+    be.attention_forward(qkv(), dims, &mut out, &mut probs);
     let reference = r64::attention(&q, &k, &v, seq, d, heads);
     let fwd_err = out
         .iter()
@@ -206,19 +169,12 @@ fn attention_backward_matches_finite_differences() {
         .fold(0.0, f64::max);
     assert!(fwd_err < 1e-5, "attention forward error {fwd_err:e}");
     let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    be.attention_backward(
-        &f32s(&q),
-        &f32s(&k),
-        &f32s(&v),
-        &probs,
-        &f32s(&w),
-        rows,
-        d,
-        heads,
-        &mut dq,
-        &mut dk,
-        &mut dv,
-    );
+    let dqkv = Qkv {
+        q: &mut dq,
+        k: &mut dk,
+        v: &mut dv,
+    };
+    be.attention_backward(qkv(), &probs, &f32s(&w), dims, dqkv);
     assert_close(
         "attention dq",
         &dq,
@@ -273,15 +229,9 @@ fn matmul_transposes_match_naive_products() {
             let bt = |p: usize, j: usize| if tb { b[j * k + p] } else { b[p * n + j] } as f64;
             for acc in [false, true] {
                 let mut c = c0.clone();
-                be.matmul(
-                    m,
-                    n,
-                    k,
-                    Mat { buf: &a, t: ta },
-                    Mat { buf: &b, t: tb },
-                    &mut c,
-                    acc,
-                );
+                let ma = if ta { Mat::t(&a) } else { Mat::n(&a) };
+                let mb = if tb { Mat::t(&b) } else { Mat::n(&b) };
+                be.matmul(MatMul { m, n, k }, ma, mb, &mut c, acc);
                 for i in 0..m {
                     for j in 0..n {
                         let want = (0..k).map(|p| at(i, p) * bt(p, j)).sum::<f64>()
@@ -297,122 +247,7 @@ fn matmul_transposes_match_naive_products() {
     }
 }
 
-pub fn tiny(norm: Norm, scale: [usize; 3]) -> Config {
-    Config {
-        n_layers: 2,
-        d_model: 16,
-        n_heads: 2,
-        qkv_tokens: 6,
-        proj_tokens: 5,
-        ffn_tokens: 8,
-        qkv_scale_tokens: scale[0],
-        proj_scale_tokens: scale[1],
-        ffn_scale_tokens: scale[2],
-        rotary_pct: 0.5,
-        rotary_base: 10000.0,
-        norm,
-        vocab_size: 11,
-        tokenizer_vocab: 10,
-        max_context: 16,
-        layer_norm_eps: 1e-5,
-    }
-}
-
-/// A model whose weights are exactly representable in f32 and given in f64 for the reference.
-fn random_model(cfg: &Config, rng: &mut Rng) -> (Model<'static>, Vec<Vec<f64>>) {
-    let w: Vec<Vec<f64>> = tensor_specs(cfg)
-        .iter()
-        .map(|s| {
-            let std = match s.role {
-                Role::FinalNormWeight | Role::FinalNormBias => 0.5,
-                _ => 0.5,
-            };
-            let mut v = f64s(&f32s(&randn(rng, s.numel(), std)));
-            if s.role == Role::FinalNormWeight {
-                v.iter_mut().for_each(|x| *x = f64::from((1.0 + *x) as f32));
-            }
-            v
-        })
-        .collect();
-    let model =
-        Model::from_tensors(cfg.clone(), w.iter().map(|t| Cow::Owned(f32s(t))).collect()).unwrap();
-    (model, w)
-}
-
-fn shape(cfg: &Config) -> r64::Shape {
-    r64::Shape {
-        layers: cfg.n_layers,
-        d: cfg.d_model,
-        heads: cfg.n_heads,
-        tokens: [cfg.qkv_tokens, cfg.proj_tokens, cfg.ffn_tokens],
-        scale: [
-            cfg.qkv_scale_tokens,
-            cfg.proj_scale_tokens,
-            cfg.ffn_scale_tokens,
-        ],
-        vocab: cfg.vocab_size,
-        rot: cfg.rotary_dims(),
-        base: cfg.rotary_base as f64,
-        norm: cfg.norm,
-    }
-}
-
 #[test]
 fn whole_model_gradient_matches_finite_differences() {
-    let be = Cpu;
-    for (seed, norm, scale) in [
-        (10, Norm::L2NormGelu, [6, 5, 8]),
-        (11, Norm::L2NormGelu, [4, 3, 5]), // grown with the scale kept
-        (12, Norm::GeluL2Norm, [6, 5, 8]),
-        (13, Norm::Softmax, [6, 5, 8]),
-    ] {
-        let cfg = tiny(norm, scale);
-        let mut rng = Rng::new(seed);
-        let (model, w) = random_model(&cfg, &mut rng);
-        let rows = Rows { batch: 2, seq: 5 };
-        let tokens: Vec<u32> = (0..rows.count()).map(|_| rng.below(11) as u32).collect();
-        let targets: Vec<u32> = (0..rows.count()).map(|_| rng.below(10) as u32).collect();
-        let params = Params::from_model(&be, &model);
-        let mut grads = Params::zeros_like(&be, &params);
-        let mut tape = Tape::new(&be, &params, rows);
-        let logits = tape.forward(&tokens);
-        let losses = tape.backward_from_cross_entropy(
-            logits,
-            &targets,
-            1.0 / rows.count() as f32,
-            &mut grads,
-        );
-        let sh = shape(&cfg);
-        let loss = |w: &[Vec<f64>]| {
-            r64::cross_entropy(
-                &r64::forward(&sh, w, &tokens, rows.seq),
-                &targets,
-                cfg.vocab_size,
-            )
-        };
-        let mean = losses.iter().sum::<f64>() / losses.len() as f64;
-        assert!(
-            (mean - loss(&w)).abs() < 1e-4,
-            "{norm}: loss {mean} vs reference {}",
-            loss(&w)
-        );
-        for (ti, spec) in tensor_specs(&cfg).iter().enumerate() {
-            // Up to 12 entries per tensor keep the test fast and still touch every tensor.
-            let idx: Vec<usize> = (0..12.min(spec.numel()))
-                .map(|_| rng.below(spec.numel() as u64) as usize)
-                .collect();
-            let f = |x: &[f64]| {
-                let mut w2 = w.clone();
-                w2[ti] = x.to_vec();
-                loss(&w2)
-            };
-            assert_close_at(
-                &format!("{norm} {scale:?} {}", spec.name),
-                &grads.tensors[ti],
-                &f,
-                &w[ti],
-                &idx,
-            );
-        }
-    }
+    gradients::whole_model_gradient_matches_finite_differences(&Cpu);
 }

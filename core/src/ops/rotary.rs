@@ -36,6 +36,16 @@ impl RopeTable {
         self.rotate(x, d, head_dim, pos0, true)
     }
 
+    /// cos and sin of position `pos`'s angles, one per rotated pair. The angle is rounded to
+    /// f32 before cos/sin, as the reference computes it.
+    pub fn angles(&self, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+        for ((c, s), f) in cos.iter_mut().zip(sin.iter_mut()).zip(&self.inv_freq) {
+            let angle = pos as f32 * f;
+            *c = libm::cosf(angle);
+            *s = libm::sinf(angle);
+        }
+    }
+
     fn rotate(&self, x: &mut [f32], d: usize, head_dim: usize, pos0: usize, inverse: bool) {
         let h = self.inv_freq.len();
         if h == 0 {
@@ -44,25 +54,24 @@ impl RopeTable {
         let mut cos = vec![0.0f32; h];
         let mut sin = vec![0.0f32; h];
         for (i, row) in x.chunks_exact_mut(d).enumerate() {
-            // The angle is rounded to f32 before cos/sin, as the reference computes it.
-            for ((c, s), f) in cos.iter_mut().zip(sin.iter_mut()).zip(&self.inv_freq) {
-                let angle = (pos0 + i) as f32 * f;
-                *c = libm::cosf(angle);
-                *s = if inverse {
-                    -libm::sinf(angle)
-                } else {
-                    libm::sinf(angle)
-                };
-            }
-            for head in row.chunks_exact_mut(head_dim) {
-                let (x1, rest) = head.split_at_mut(h);
-                let x2 = &mut rest[..h];
-                for j in 0..h {
-                    let (a, b) = (x1[j], x2[j]);
-                    x1[j] = a * cos[j] - b * sin[j];
-                    x2[j] = b * cos[j] + a * sin[j];
-                }
-            }
+            self.angles(pos0 + i, &mut cos, &mut sin);
+            rotate_row(row, head_dim, &cos, &sin, inverse);
+        }
+    }
+}
+
+/// Rotate every head of one row by the angles whose cos and sin are given (`cos.len()` pairs
+/// per head), or by their negation when `inverse` (the transpose: the backward).
+pub fn rotate_row(row: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], inverse: bool) {
+    let h = cos.len();
+    for head in row.chunks_exact_mut(head_dim) {
+        let (x1, rest) = head.split_at_mut(h);
+        let x2 = &mut rest[..h];
+        for j in 0..h {
+            let s = if inverse { -sin[j] } else { sin[j] };
+            let (a, b) = (x1[j], x2[j]);
+            x1[j] = a * cos[j] - b * s;
+            x2[j] = b * cos[j] + a * s;
         }
     }
 }

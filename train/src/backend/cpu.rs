@@ -3,12 +3,12 @@
 //! Reductions run in a fixed order whatever the thread count (each row or head is one task, and
 //! gemm never splits the k sum across threads), so a run is bit-reproducible: resume depends on it.
 
-use super::{AdamStep, Backend, Mat, Rows};
+use super::{AdamStep, Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Theta};
 use rayon::prelude::*;
 use tokenformer_core::ops::activation::{gelu, gelu_grad};
 use tokenformer_core::ops::norm::row_stats;
 use tokenformer_core::ops::pattention::theta;
-use tokenformer_core::ops::rotary::RopeTable;
+use tokenformer_core::ops::rotary::rotate_row;
 use tokenformer_core::Norm;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -127,18 +127,24 @@ impl Backend for Cpu {
         x.fill(0.0);
     }
 
+    fn copy(&self, x: &Vec<f32>) -> Vec<f32> {
+        x.clone()
+    }
+
     fn matmul(
         &self,
-        m: usize,
-        n: usize,
-        k: usize,
+        size: MatMul,
         a: Mat<'_, Self>,
         b: Mat<'_, Self>,
         c: &mut Vec<f32>,
         accumulate: bool,
     ) {
+        let MatMul { m, n, k } = size;
         assert!(a.buf.len() >= m * k && b.buf.len() >= k * n && c.len() >= m * n);
-        let (va, vb) = (view(a.buf, a.t, m, k), view(b.buf, b.t, k, n));
+        let (va, vb) = (
+            view(a.buf, a.transposed, m, k),
+            view(b.buf, b.transposed, k, n),
+        );
         // SAFETY: the lengths were checked above; c is a distinct &mut so it aliases nothing.
         unsafe {
             gemm_view(
@@ -162,14 +168,16 @@ impl Backend for Cpu {
             .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, x)| *y += x));
     }
 
-    fn embed_forward(&self, table: &Vec<f32>, tokens: &[u32], d: usize, out: &mut Vec<f32>) {
+    fn embed_forward(&self, table: &Vec<f32>, tokens: &[u32], dims: Dims, out: &mut Vec<f32>) {
+        let d = dims.d;
         for (row, &t) in out.chunks_exact_mut(d).zip(tokens) {
             let t = t as usize;
             row.copy_from_slice(&table[t * d..(t + 1) * d]);
         }
     }
 
-    fn embed_backward(&self, tokens: &[u32], dout: &Vec<f32>, d: usize, dtable: &mut Vec<f32>) {
+    fn embed_backward(&self, tokens: &[u32], dout: &Vec<f32>, dims: Dims, dtable: &mut Vec<f32>) {
+        let d = dims.d;
         // Sequential: repeated tokens add into the same row in a fixed order.
         for (row, &t) in dout.chunks_exact(d).zip(tokens) {
             let t = t as usize;
@@ -182,23 +190,12 @@ impl Backend for Cpu {
     fn layer_norm_forward(
         &self,
         x: &Vec<f32>,
-        d: usize,
+        dims: Dims,
         eps: f32,
         y: &mut Vec<f32>,
         rstd: &mut Vec<f32>,
     ) {
-        y.par_chunks_mut(d * ROW_CHUNK)
-            .zip(rstd.par_chunks_mut(ROW_CHUNK))
-            .zip(x.par_chunks(d * ROW_CHUNK))
-            .for_each(|((y, r), x)| {
-                for ((yr, rr), xr) in y.chunks_exact_mut(d).zip(r).zip(x.chunks_exact(d)) {
-                    let (mean, rs) = row_stats(xr, eps);
-                    for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = ((v as f64 - mean) * rs) as f32;
-                    }
-                    *rr = rs as f32;
-                }
-            });
+        layer_norm_rows(x, dims.d, eps, y, rstd);
     }
 
     fn layer_norm_backward(
@@ -206,9 +203,10 @@ impl Backend for Cpu {
         y: &Vec<f32>,
         rstd: &Vec<f32>,
         dy: &Vec<f32>,
-        d: usize,
+        dims: Dims,
         dx: &mut Vec<f32>,
     ) {
+        let d = dims.d;
         dx.par_chunks_mut(d * ROW_CHUNK)
             .zip(y.par_chunks(d * ROW_CHUNK))
             .zip(dy.par_chunks(d * ROW_CHUNK))
@@ -225,7 +223,8 @@ impl Backend for Cpu {
             });
     }
 
-    fn theta_forward(&self, a: &Vec<f32>, n: usize, norm: Norm, scale_n: usize, s: &mut Vec<f32>) {
+    fn theta_forward(&self, a: &Vec<f32>, spec: Theta, s: &mut Vec<f32>) {
+        let Theta { norm, n, scale_n } = spec;
         s.copy_from_slice(a);
         s.par_chunks_mut(n * ROW_CHUNK).for_each(|blk| {
             for row in blk.chunks_exact_mut(n) {
@@ -239,11 +238,10 @@ impl Backend for Cpu {
         a: &Vec<f32>,
         s: &Vec<f32>,
         ds: &Vec<f32>,
-        n: usize,
-        norm: Norm,
-        scale_n: usize,
+        spec: Theta,
         da: &mut Vec<f32>,
     ) {
+        let Theta { norm, n, scale_n } = spec;
         da.par_chunks_mut(n * ROW_CHUNK)
             .zip(a.par_chunks(n * ROW_CHUNK))
             .zip(s.par_chunks(n * ROW_CHUNK))
@@ -260,35 +258,27 @@ impl Backend for Cpu {
             });
     }
 
-    fn rotary(
-        &self,
-        x: &mut Vec<f32>,
-        rows: Rows,
-        d: usize,
-        head_dim: usize,
-        rope: &RopeTable,
-        inverse: bool,
-    ) {
-        x.par_chunks_mut(rows.seq * d).for_each(|seq| {
-            if inverse {
-                rope.apply_inverse(seq, d, head_dim, 0)
-            } else {
-                rope.apply(seq, d, head_dim, 0)
+    fn rotary(&self, x: &mut Vec<f32>, dims: Dims, rope: &RopeTables<Self>, inverse: bool) {
+        let (d, head_dim, h) = (dims.d, dims.head_dim(), rope.half);
+        if h == 0 {
+            return;
+        }
+        x.par_chunks_mut(dims.rows.seq * d).for_each(|seq| {
+            let angles = rope.cos.chunks_exact(h).zip(rope.sin.chunks_exact(h));
+            for (row, (cos, sin)) in seq.chunks_exact_mut(d).zip(angles) {
+                rotate_row(row, head_dim, cos, sin, inverse);
             }
         });
     }
 
     fn attention_forward(
         &self,
-        q: &Vec<f32>,
-        k: &Vec<f32>,
-        v: &Vec<f32>,
-        rows: Rows,
-        d: usize,
-        heads: usize,
+        x: Qkv<&Vec<f32>>,
+        dims: Dims,
         out: &mut Vec<f32>,
         probs: &mut Vec<f32>,
     ) {
+        let (Qkv { q, k, v }, Dims { rows, d, heads }) = (x, dims);
         let t = rows.seq;
         let hd = d / heads;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -362,18 +352,18 @@ impl Backend for Cpu {
 
     fn attention_backward(
         &self,
-        q: &Vec<f32>,
-        k: &Vec<f32>,
-        v: &Vec<f32>,
+        x: Qkv<&Vec<f32>>,
         probs: &Vec<f32>,
         dout: &Vec<f32>,
-        rows: Rows,
-        d: usize,
-        heads: usize,
-        dq: &mut Vec<f32>,
-        dk: &mut Vec<f32>,
-        dv: &mut Vec<f32>,
+        dims: Dims,
+        dx: Qkv<&mut Vec<f32>>,
     ) {
+        let (Qkv { q, k, v }, Dims { rows, d, heads }) = (x, dims);
+        let Qkv {
+            q: dq,
+            k: dk,
+            v: dv,
+        } = dx;
         let t = rows.seq;
         let hd = d / heads;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -459,15 +449,15 @@ impl Backend for Cpu {
     fn affine_norm_forward(
         &self,
         x: &Vec<f32>,
-        w: &Vec<f32>,
-        b: &Vec<f32>,
+        p: Affine<&Vec<f32>>,
         eps: f32,
         xhat: &mut Vec<f32>,
         rstd: &mut Vec<f32>,
         y: &mut Vec<f32>,
     ) {
+        let Affine { weight: w, bias: b } = p;
         let d = w.len();
-        self.layer_norm_forward(x, d, eps, xhat, rstd);
+        layer_norm_rows(x, d, eps, xhat, rstd);
         y.par_chunks_mut(d)
             .zip(xhat.par_chunks(d))
             .for_each(|(yr, xr)| {
@@ -484,9 +474,12 @@ impl Backend for Cpu {
         w: &Vec<f32>,
         dy: &Vec<f32>,
         dx: &mut Vec<f32>,
-        dw: &mut Vec<f32>,
-        db: &mut Vec<f32>,
+        dp: Affine<&mut Vec<f32>>,
     ) {
+        let Affine {
+            weight: dw,
+            bias: db,
+        } = dp;
         let d = w.len();
         // Parameter gradients: a sequential sum over rows (fixed order).
         for (xr, gr) in xhat.chunks_exact(d).zip(dy.chunks_exact(d)) {
@@ -572,6 +565,22 @@ impl Backend for Cpu {
                 }
             });
     }
+}
+
+/// y = (x − mean)·rstd for rows of width d; saves rstd.
+fn layer_norm_rows(x: &[f32], d: usize, eps: f32, y: &mut [f32], rstd: &mut [f32]) {
+    y.par_chunks_mut(d * ROW_CHUNK)
+        .zip(rstd.par_chunks_mut(ROW_CHUNK))
+        .zip(x.par_chunks(d * ROW_CHUNK))
+        .for_each(|((y, r), x)| {
+            for ((yr, rr), xr) in y.chunks_exact_mut(d).zip(r).zip(x.chunks_exact(d)) {
+                let (mean, rs) = row_stats(xr, eps);
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = ((v as f64 - mean) * rs) as f32;
+                }
+                *rr = rs as f32;
+            }
+        });
 }
 
 /// Backward of y = (x − mean)·rstd for one row: dx = rstd·(dy − mean(dy) − y·mean(dy⊙y)).

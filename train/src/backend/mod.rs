@@ -1,13 +1,16 @@
 //! What a device must do to train: every op's forward and its backward, side by side.
 //!
 //! The tape (`crate::tape`) walks core's model graph and calls these; a backend owns the memory
-//! and the arithmetic. `cpu` is the reference device (gemm + rayon); a CUDA backend implements the
-//! same trait behind the `cuda` feature.
+//! and the arithmetic. `cpu` is the reference device (gemm + rayon). Nothing in the interface is
+//! host memory but token ids and targets (`&[u32]`, which a device backend uploads itself) and
+//! the per-row losses it returns: a device backend implements this trait and the tape runs
+//! unchanged (`tests/opaque_backend.rs` checks that with buffers reachable only through
+//! `upload` / `download`).
 
 pub mod cpu;
 
 use tokenformer_core::ops::rotary::RopeTable;
-use tokenformer_core::Norm;
+use tokenformer_core::{Config, Norm};
 
 /// The shape of one batch of rows: `batch` sequences of `seq` positions, row r at position
 /// r % seq of sequence r / seq.
@@ -23,11 +26,122 @@ impl Rows {
     }
 }
 
-/// A matrix operand: row-major [rows, cols], or its transpose when `t` is set.
+/// The shape of an activation: `rows` of width `d`, split into `heads` heads for attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    pub rows: Rows,
+    pub d: usize,
+    pub heads: usize,
+}
+
+impl Dims {
+    pub fn new(rows: Rows, cfg: &Config) -> Dims {
+        Dims {
+            rows,
+            d: cfg.d_model,
+            heads: cfg.n_heads,
+        }
+    }
+
+    /// Elements of one activation.
+    pub fn numel(self) -> usize {
+        self.rows.count() * self.d
+    }
+
+    pub fn head_dim(self) -> usize {
+        self.d / self.heads
+    }
+}
+
+/// The sizes of c[m, n] (+)= a[m, k] · b[k, n].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatMul {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// A matrix operand: row-major [rows, cols], or its transpose when `transposed` is set.
 #[derive(Clone, Copy, Debug)]
 pub struct Mat<'a, B: Backend + ?Sized> {
     pub buf: &'a B::Buf,
-    pub t: bool,
+    pub transposed: bool,
+}
+
+impl<'a, B: Backend + ?Sized> Mat<'a, B> {
+    /// The matrix as stored.
+    pub fn n(buf: &'a B::Buf) -> Self {
+        Mat {
+            buf,
+            transposed: false,
+        }
+    }
+
+    /// The transpose of the stored matrix.
+    pub fn t(buf: &'a B::Buf) -> Self {
+        Mat {
+            buf,
+            transposed: true,
+        }
+    }
+}
+
+/// Θ over rows of `n` scores (a Pattention's parameter tokens); `scale_n` sets its √n (it
+/// differs from n in a model grown with its scale kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Theta {
+    pub norm: Norm,
+    pub n: usize,
+    pub scale_n: usize,
+}
+
+/// The three inputs of attention, or their gradients.
+#[derive(Clone, Copy, Debug)]
+pub struct Qkv<T> {
+    pub q: T,
+    pub k: T,
+    pub v: T,
+}
+
+impl<T> Qkv<T> {
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> Qkv<U> {
+        let (q, k, v) = (f(self.q), f(self.k), f(self.v));
+        Qkv { q, k, v }
+    }
+}
+
+/// The weight and bias of an affine LayerNorm, or their gradients.
+#[derive(Debug)]
+pub struct Affine<T> {
+    pub weight: T,
+    pub bias: T,
+}
+
+/// The rotary tables on the device: cos and sin of position p's angles at
+/// [p·half, (p + 1)·half), for positions 0..seq.
+pub struct RopeTables<B: Backend + ?Sized> {
+    pub cos: B::Buf,
+    pub sin: B::Buf,
+    /// Rotated pairs per head (half the rotated dims).
+    pub half: usize,
+}
+
+impl<B: Backend> RopeTables<B> {
+    pub fn new(be: &B, rope: &RopeTable, seq: usize) -> Self {
+        let half = rope.dims() / 2;
+        let (mut cos, mut sin) = (vec![0.0; seq * half], vec![0.0; seq * half]);
+        if half > 0 {
+            let rows = cos.chunks_exact_mut(half).zip(sin.chunks_exact_mut(half));
+            for (p, (c, s)) in rows.enumerate() {
+                rope.angles(p, c, s);
+            }
+        }
+        RopeTables {
+            cos: be.upload(&cos),
+            sin: be.upload(&sin),
+            half,
+        }
+    }
 }
 
 pub trait Backend: Sync {
@@ -38,14 +152,13 @@ pub trait Backend: Sync {
     fn upload(&self, x: &[f32]) -> Self::Buf;
     fn download(&self, x: &Self::Buf) -> Vec<f32>;
     fn fill_zero(&self, x: &mut Self::Buf);
+    /// A new buffer holding x's values.
+    fn copy(&self, x: &Self::Buf) -> Self::Buf;
 
-    /// c[m, n] (+)= a[m, k] · b[k, n], each operand possibly stored transposed.
-    #[allow(clippy::too_many_arguments)]
+    /// c (+)= a · b, each operand possibly stored transposed.
     fn matmul(
         &self,
-        m: usize,
-        n: usize,
-        k: usize,
+        size: MatMul,
         a: Mat<'_, Self>,
         b: Mat<'_, Self>,
         c: &mut Self::Buf,
@@ -55,15 +168,15 @@ pub trait Backend: Sync {
     fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf);
 
     /// out[r] = table[tokens[r]] (rows of width d).
-    fn embed_forward(&self, table: &Self::Buf, tokens: &[u32], d: usize, out: &mut Self::Buf);
+    fn embed_forward(&self, table: &Self::Buf, tokens: &[u32], dims: Dims, out: &mut Self::Buf);
     /// dtable[tokens[r]] += dout[r].
-    fn embed_backward(&self, tokens: &[u32], dout: &Self::Buf, d: usize, dtable: &mut Self::Buf);
+    fn embed_backward(&self, tokens: &[u32], dout: &Self::Buf, dims: Dims, dtable: &mut Self::Buf);
 
     /// Non-parametric LayerNorm: y = (x − mean)·rstd per row; saves rstd.
     fn layer_norm_forward(
         &self,
         x: &Self::Buf,
-        d: usize,
+        dims: Dims,
         eps: f32,
         y: &mut Self::Buf,
         rstd: &mut Self::Buf,
@@ -74,81 +187,55 @@ pub trait Backend: Sync {
         y: &Self::Buf,
         rstd: &Self::Buf,
         dy: &Self::Buf,
-        d: usize,
+        dims: Dims,
         dx: &mut Self::Buf,
     );
 
-    /// Θ row by row over n parameter tokens (spec: "Pattention").
-    fn theta_forward(&self, a: &Self::Buf, n: usize, norm: Norm, scale_n: usize, s: &mut Self::Buf);
+    /// Θ row by row (spec: "Pattention").
+    fn theta_forward(&self, a: &Self::Buf, theta: Theta, s: &mut Self::Buf);
     /// da from ds, given the scores a and Θ(a) = s.
-    #[allow(clippy::too_many_arguments)]
     fn theta_backward(
         &self,
         a: &Self::Buf,
         s: &Self::Buf,
         ds: &Self::Buf,
-        n: usize,
-        norm: Norm,
-        scale_n: usize,
+        theta: Theta,
         da: &mut Self::Buf,
     );
 
     /// Partial rotary in place at each row's position in its sequence; `inverse` rotates back
     /// (the backward).
-    fn rotary(
-        &self,
-        x: &mut Self::Buf,
-        rows: Rows,
-        d: usize,
-        head_dim: usize,
-        rope: &RopeTable,
-        inverse: bool,
-    );
+    fn rotary(&self, x: &mut Self::Buf, dims: Dims, rope: &RopeTables<Self>, inverse: bool);
 
     /// Causal softmax attention per sequence and head; saves the probabilities
     /// [batch, heads, seq, seq].
-    #[allow(clippy::too_many_arguments)]
     fn attention_forward(
         &self,
-        q: &Self::Buf,
-        k: &Self::Buf,
-        v: &Self::Buf,
-        rows: Rows,
-        d: usize,
-        heads: usize,
+        x: Qkv<&Self::Buf>,
+        dims: Dims,
         out: &mut Self::Buf,
         probs: &mut Self::Buf,
     );
-    #[allow(clippy::too_many_arguments)]
     fn attention_backward(
         &self,
-        q: &Self::Buf,
-        k: &Self::Buf,
-        v: &Self::Buf,
+        x: Qkv<&Self::Buf>,
         probs: &Self::Buf,
         dout: &Self::Buf,
-        rows: Rows,
-        d: usize,
-        heads: usize,
-        dq: &mut Self::Buf,
-        dk: &mut Self::Buf,
-        dv: &mut Self::Buf,
+        dims: Dims,
+        dx: Qkv<&mut Self::Buf>,
     );
 
     /// Affine LayerNorm: y = xhat·w + b; saves xhat and rstd.
-    #[allow(clippy::too_many_arguments)]
     fn affine_norm_forward(
         &self,
         x: &Self::Buf,
-        w: &Self::Buf,
-        b: &Self::Buf,
+        p: Affine<&Self::Buf>,
         eps: f32,
         xhat: &mut Self::Buf,
         rstd: &mut Self::Buf,
         y: &mut Self::Buf,
     );
     /// dx, and dw += Σ dy⊙xhat, db += Σ dy.
-    #[allow(clippy::too_many_arguments)]
     fn affine_norm_backward(
         &self,
         xhat: &Self::Buf,
@@ -156,8 +243,7 @@ pub trait Backend: Sync {
         w: &Self::Buf,
         dy: &Self::Buf,
         dx: &mut Self::Buf,
-        dw: &mut Self::Buf,
-        db: &mut Self::Buf,
+        dp: Affine<&mut Self::Buf>,
     );
 
     /// Per-row cross-entropy of logits [rows, vocab] against targets; writes
@@ -176,7 +262,6 @@ pub trait Backend: Sync {
     /// x *= s.
     fn scale(&self, x: &mut Self::Buf, s: f32);
     /// One AdamW update of p with gradient g and moments m, v (decoupled weight decay).
-    #[allow(clippy::too_many_arguments)]
     fn adamw(
         &self,
         p: &mut Self::Buf,
