@@ -91,7 +91,13 @@ mod tests {
         svg.split("<polyline")
             .skip(1)
             .map(|p| {
-                let pts = p.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+                let pts = p
+                    .split("points=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
                 pts.split_whitespace()
                     .map(|xy| {
                         let (x, y) = xy.split_once(',').unwrap();
@@ -110,8 +116,27 @@ mod tests {
         log[39].heldout_loss_all = Some(9.0); // not a point of the periodic curve
         let svg = loss_svg(&log).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        for text in ["TokenFormer training loss", "train", "held-out", "step", "loss"] {
-            assert!(svg.contains(&format!(">{text}")), "no <text> {text}");
+        let texts: Vec<&str> = svg
+            .split("<text")
+            .skip(1)
+            .map(|t| {
+                t.split_once('>')
+                    .unwrap()
+                    .1
+                    .split("</text>")
+                    .next()
+                    .unwrap()
+                    .trim()
+            })
+            .collect();
+        for text in [
+            "TokenFormer training loss (nats/token)",
+            "train",
+            "held-out",
+            "step",
+            "loss",
+        ] {
+            assert!(texts.contains(&text), "no <text> {text} in {texts:?}");
         }
         let lines = polylines(&svg);
         let train = lines.iter().find(|l| l.len() == 40).expect("train curve");

@@ -210,7 +210,8 @@ pub fn run(a: Args) -> Result<(), String> {
     checkpoint::clean_temporaries(&a.out).map_err(|e| e.to_string())?;
     let latest = checkpoint::latest(&a.out).map_err(|e| e.to_string())?;
     let (mut trainer, mut windows) = if a.resume {
-        let dir = latest.ok_or_else(|| format!("--resume: no checkpoint in {}", a.out.display()))?;
+        let dir =
+            latest.ok_or_else(|| format!("--resume: no checkpoint in {}", a.out.display()))?;
         let (t, state) = checkpoint::load_checkpoint(&be, &dir).map_err(|e| e.to_string())?;
         let w = Windows::resume(corpus.train.clone(), &state)
             .map_err(|e| format!("{}: {e}", dir.display()))?;

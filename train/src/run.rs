@@ -78,7 +78,10 @@ pub enum RunError {
     /// A step failed; checkpoints are untouched.
     Train(TrainError),
     Checkpoint(CheckpointError),
-    Log { path: PathBuf, source: io::Error },
+    Log {
+        path: PathBuf,
+        source: io::Error,
+    },
     Observer(io::Error),
 }
 
@@ -123,11 +126,10 @@ impl Log {
                 kept.push('\n');
             }
         }
-        write_atomic(&path, |w| w.write_all(kept.as_bytes()))
-            .map_err(|source| RunError::Log {
-                path: path.clone(),
-                source,
-            })?;
+        write_atomic(&path, |w| w.write_all(kept.as_bytes())).map_err(|source| RunError::Log {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Log {
             path: Some(path),
             lines,
@@ -201,7 +203,9 @@ pub fn run<B: Backend>(
         }
         let last = s.step == tc.steps;
         let eval = |set: &[_]| (!set.is_empty()).then(|| eval_loss(t.be, &t.params, set, tc.batch));
-        let heldout_loss = every(rc.eval_every, s.step).then(|| eval(&eval_set)).flatten();
+        let heldout_loss = every(rc.eval_every, s.step)
+            .then(|| eval(&eval_set))
+            .flatten();
         if last {
             heldout_loss_all = eval(&all_windows);
         }

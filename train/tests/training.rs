@@ -4,16 +4,16 @@
 //! run stopped by its flag or crashed, then resumed, logs exactly the uninterrupted run.
 
 use proptest::prelude::*;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokenformer_core::file::ModelFile;
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Norm, Rng, Session};
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
+use tokenformer_train::data::heldout_windows;
 use tokenformer_train::data::DataError;
 use tokenformer_train::optim::{AdamW, Schedule};
-use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tokenformer_train::data::heldout_windows;
 use tokenformer_train::{
     run, BatchSource, Cpu, LogLine, Observer, Outcome, Params, Rows, RunConfig, RunError, Tape,
     TrainConfig, TrainError, Trainer,
@@ -251,7 +251,15 @@ fn run_stopped_or_crashed_then_resumed_logs_the_uninterrupted_run() {
     let straight = tempfile::tempdir().unwrap();
     let mut t = Trainer::new(&be, &model, tc(8));
     let mut data = Synthetic::new(500, 4000, 2);
-    let done = run(&mut t, &mut data, &heldout, &rc(straight.path()), &no_stop, &mut ()).unwrap();
+    let done = run(
+        &mut t,
+        &mut data,
+        &heldout,
+        &rc(straight.path()),
+        &no_stop,
+        &mut (),
+    )
+    .unwrap();
     let expected = read_log(straight.path());
     assert_eq!(expected.len(), 8);
     // Periodic evaluations on the subset; the whole split only after the last step, under its

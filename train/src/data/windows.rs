@@ -264,4 +264,3 @@ mod tests {
         assert!(heldout_windows(&t, 10, 0).is_empty());
     }
 }
-
