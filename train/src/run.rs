@@ -157,7 +157,7 @@ impl Log {
 
 /// `n > 0` and `step` a multiple of it.
 fn every(n: u64, step: u64) -> bool {
-    n > 0 && step % n == 0
+    n > 0 && step.is_multiple_of(n)
 }
 
 /// Train `t` to `t.tc.steps` on `data`, evaluating on windows of `heldout` tokens. Checks `stop`
