@@ -6,7 +6,7 @@
 use crate::backend::Backend;
 use crate::checkpoint::{self, CheckpointError};
 use crate::data::heldout_windows;
-use crate::trainer::{eval_loss, BatchSource, TrainError, Trainer};
+use crate::trainer::{BatchSource, TrainError, Trainer};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -78,10 +78,7 @@ pub enum RunError {
     /// A step failed; checkpoints are untouched.
     Train(TrainError),
     Checkpoint(CheckpointError),
-    Log {
-        path: PathBuf,
-        source: io::Error,
-    },
+    Log(PathBuf, io::Error),
     Observer(io::Error),
 }
 
@@ -90,7 +87,7 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Train(e) => write!(f, "{e}"),
             RunError::Checkpoint(e) => write!(f, "{e}"),
-            RunError::Log { path, source } => write!(f, "{}: {source}", path.display()),
+            RunError::Log(path, e) => write!(f, "{}: {e}", path.display()),
             RunError::Observer(e) => write!(f, "{e}"),
         }
     }
@@ -126,10 +123,8 @@ impl Log {
                 kept.push('\n');
             }
         }
-        write_atomic(&path, |w| w.write_all(kept.as_bytes())).map_err(|source| RunError::Log {
-            path: path.clone(),
-            source,
-        })?;
+        write_atomic(&path, |w| w.write_all(kept.as_bytes()))
+            .map_err(|e| RunError::Log(path.clone(), e))?;
         Ok(Log {
             path: Some(path),
             lines,
@@ -138,10 +133,7 @@ impl Log {
 
     fn append(&mut self, line: LogLine) -> Result<(), RunError> {
         if let Some(path) = &self.path {
-            let log_err = |source| RunError::Log {
-                path: path.clone(),
-                source,
-            };
+            let log_err = |e| RunError::Log(path.clone(), e);
             let text = serde_json::to_string(&line).map_err(|e| log_err(e.into()))?;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
@@ -202,7 +194,7 @@ pub fn run<B: Backend>(
             tps = window_tokens as f64 / secs.max(1e-9);
         }
         let last = s.step == tc.steps;
-        let eval = |set: &[_]| (!set.is_empty()).then(|| eval_loss(t.be, &t.params, set, tc.batch));
+        let eval = |set: &[_]| (!set.is_empty()).then(|| t.eval(set));
         let heldout_loss = every(rc.eval_every, s.step)
             .then(|| eval(&eval_set))
             .flatten();
