@@ -4,7 +4,7 @@
 use crate::{common, plot};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokenformer_core::file::{save, ModelFile};
@@ -149,13 +149,13 @@ fn train_config(a: &Args) -> Result<TrainConfig, String> {
 
 /// The progress bar (or, with `--quiet`, a line per evaluation) and `loss.svg` after each
 /// evaluation.
-struct Progress<'a> {
+struct Progress {
     bar: ProgressBar,
     quiet: bool,
-    plot: &'a Path,
+    plot: PathBuf,
 }
 
-impl Observer for Progress<'_> {
+impl Observer for Progress {
     fn start(&mut self, step: u64, steps: u64) {
         self.bar.set_length(steps);
         self.bar.set_position(step);
@@ -175,7 +175,7 @@ impl Observer for Progress<'_> {
             );
         }
         if heldout.is_some() || Some(l.step) == self.bar.length() {
-            plot::write_loss_svg(self.plot, log)?;
+            plot::write_loss_svg(&self.plot, log)?;
         }
         Ok(())
     }
@@ -272,11 +272,10 @@ pub fn run(a: Args) -> Result<(), String> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let plot_path = a.out.join("loss.svg");
     let mut progress = Progress {
         bar,
         quiet: a.quiet,
-        plot: &plot_path,
+        plot: a.out.join("loss.svg"),
     };
     let rc = RunConfig {
         out: Some(a.out.clone()),
