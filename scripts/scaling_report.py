@@ -47,11 +47,9 @@ def equal_steps(out, stage_steps, target, stages):
 
 
 def subset_evals(out, run):
-    """The in-training evaluations on the fixed 64-window subset, as (step, loss). `train` logs its
-    final evaluation, over the whole held-out split, under the same key on the last step: it is
-    left out so that every point of a curve measures the same windows."""
-    rows = log(out, run)
-    return [(r["step"], r["heldout_loss"]) for r in rows if "heldout_loss" in r and r["step"] != rows[-1]["step"]]
+    """The in-training evaluations on the fixed 64-window subset, as (step, loss). The final
+    evaluation over the whole held-out split has its own key, `heldout_loss_all`."""
+    return [(r["step"], r["heldout_loss"]) for r in log(out, run) if "heldout_loss" in r]
 
 
 def curve(out, runs):

@@ -3,8 +3,8 @@
 use crate::common;
 use std::path::PathBuf;
 use tokenformer_core::file::save;
+use tokenformer_core::grow::{grow, Init, Scale, Targets};
 use tokenformer_core::{Dtype, Norm};
-use tokenformer_train::grow::{grow, Init, Scale, Targets};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -7,6 +7,7 @@ mod generate;
 mod grow;
 mod init;
 mod inspect;
+mod plot;
 mod quantize;
 mod score;
 mod tokenize;

@@ -1,19 +1,18 @@
 //! `train`: tokenize once, then train with progress, JSONL log, loss plot, held-out evaluation,
 //! crash-safe checkpoints, `--resume`, and a clean save on Ctrl-C.
 
-use crate::common;
+use crate::{common, plot};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 use tokenformer_core::file::{save, ModelFile};
 use tokenformer_core::{Config, Dtype};
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
-use tokenformer_train::data::{heldout_windows, tokenize_files, Corpus, Windows, WindowsState};
+use tokenformer_train::data::{tokenize_files, Windows};
 use tokenformer_train::optim::{AdamW, Schedule};
-use tokenformer_train::{BatchSource, Cpu, TrainConfig, Trainer};
+use tokenformer_train::{Cpu, LogLine, Observer, Outcome, RunConfig, TrainConfig, Trainer};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("model").args(["preset", "config", "from"])))]
@@ -93,24 +92,6 @@ pub struct Args {
     quiet: bool,
 }
 
-/// `Windows` as the trainer's batch source.
-struct Source(Windows);
-
-impl BatchSource for Source {
-    fn next_batch(
-        &mut self,
-        b: usize,
-        s: usize,
-        i: &mut Vec<u32>,
-        t: &mut Vec<u32>,
-    ) -> Result<(), String> {
-        self.0.next_batch(b, s, i, t).map_err(|e| e.to_string())
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::to_value(self.0.state()).unwrap_or_default()
-    }
-}
-
 fn model_config(a: &Args, tokenizer_vocab: usize) -> Result<Config, String> {
     let mut cfg = match (&a.preset, &a.config) {
         (Some(p), _) => Config::preset(p).map_err(|e| e.to_string())?,
@@ -166,70 +147,37 @@ fn train_config(a: &Args) -> Result<TrainConfig, String> {
     })
 }
 
-/// Append-only JSONL log; on resume, lines past the resumed step are dropped.
-struct Log {
-    path: PathBuf,
-    train: Vec<(u64, f64)>,
-    heldout: Vec<(u64, f64)>,
+/// The progress bar (or, with `--quiet`, a line per evaluation) and `loss.svg` after each
+/// evaluation.
+struct Progress {
+    bar: ProgressBar,
+    quiet: bool,
+    plot: PathBuf,
 }
 
-impl Log {
-    fn open(dir: &Path, resume_step: u64) -> Result<Log, String> {
-        let path = dir.join("log.jsonl");
-        let mut log = Log {
-            path,
-            train: Vec::new(),
-            heldout: Vec::new(),
-        };
-        let mut kept = String::new();
-        if let Ok(text) = std::fs::read_to_string(&log.path) {
-            for line in text.lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                    continue;
-                };
-                let step = v["step"].as_u64().unwrap_or(u64::MAX);
-                if step > resume_step {
-                    continue;
-                }
-                log.record(&v);
-                kept.push_str(line);
-                kept.push('\n');
-            }
-        }
-        tokenformer_core::file::write_atomic(&log.path, |w| w.write_all(kept.as_bytes()))
-            .map_err(|e| format!("{}: {e}", log.path.display()))?;
-        Ok(log)
+impl Observer for Progress {
+    fn start(&mut self, step: u64, steps: u64) {
+        self.bar.set_length(steps);
+        self.bar.set_position(step);
     }
 
-    fn record(&mut self, v: &serde_json::Value) {
-        let step = v["step"].as_u64().unwrap_or(0);
-        if let Some(l) = v["loss"].as_f64() {
-            self.train.push((step, l));
+    fn step(&mut self, log: &[LogLine]) -> io::Result<()> {
+        let Some(l) = log.last() else { return Ok(()) };
+        self.bar.set_position(l.step);
+        let (loss, lr, tps) = (l.loss, l.lr, l.tokens_per_s);
+        self.bar
+            .set_message(format!("loss {loss:.3} lr {lr:.1e} {tps:.0} tok/s"));
+        let heldout = l.heldout_loss_all.or(l.heldout_loss);
+        if let (Some(hl), true) = (heldout, self.quiet) {
+            eprintln!(
+                "step {} loss {loss:.4} held-out {hl:.4} lr {lr:.2e} {tps:.0} tok/s",
+                l.step
+            );
         }
-        if let Some(l) = v["heldout_loss"].as_f64() {
-            self.heldout.push((step, l));
+        if heldout.is_some() || Some(l.step) == self.bar.length() {
+            plot::write_loss_svg(&self.plot, log)?;
         }
-    }
-
-    fn append(&mut self, v: serde_json::Value) -> Result<(), String> {
-        self.record(&v);
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        writeln!(f, "{v}").map_err(|e| format!("{}: {e}", self.path.display()))
-    }
-
-    fn plot(&self, dir: &Path) -> Result<(), String> {
-        let svg = tokenformer_train::plot::loss_svg(
-            &self.train,
-            &self.heldout,
-            "TokenFormer training loss (nats/token)",
-        );
-        let path = dir.join("loss.svg");
-        tokenformer_core::file::write_atomic(&path, |w| w.write_all(svg.as_bytes()))
-            .map_err(|e| format!("{}: {e}", path.display()))
+        Ok(())
     }
 }
 
@@ -260,21 +208,17 @@ pub fn run(a: Args) -> Result<(), String> {
     );
     let be = Cpu;
     checkpoint::clean_temporaries(&a.out).map_err(|e| e.to_string())?;
-    let (mut trainer, windows) = if a.resume {
-        let dir = checkpoint::latest(&a.out)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("--resume: no checkpoint in {}", a.out.display()))?;
+    let latest = checkpoint::latest(&a.out).map_err(|e| e.to_string())?;
+    let (mut trainer, mut windows) = if a.resume {
+        let dir =
+            latest.ok_or_else(|| format!("--resume: no checkpoint in {}", a.out.display()))?;
         let (t, state) = checkpoint::load_checkpoint(&be, &dir).map_err(|e| e.to_string())?;
-        let ws: WindowsState = serde_json::from_value(state)
-            .map_err(|e| format!("{}: bad data state: {e}", dir.display()))?;
-        let w = Windows::from_state(corpus.train.clone(), &ws).map_err(|e| e.to_string())?;
+        let w = Windows::resume(corpus.train.clone(), &state)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         eprintln!("resuming from {} (step {})", dir.display(), t.step);
         (t, w)
     } else {
-        if checkpoint::latest(&a.out)
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
+        if latest.is_some() {
             return Err(format!(
                 "{} already holds checkpoints: pass --resume, or choose another --out",
                 a.out.display()
@@ -299,19 +243,7 @@ pub fn run(a: Args) -> Result<(), String> {
             Windows::new(corpus.train.clone(), a.seed),
         )
     };
-    run_loop(&a, &be, &mut trainer, Source(windows), &corpus, dtype)
-}
-
-fn run_loop(
-    a: &Args,
-    be: &Cpu,
-    t: &mut Trainer<'_, Cpu>,
-    mut src: Source,
-    corpus: &Corpus,
-    dtype: Dtype,
-) -> Result<(), String> {
-    let tc = t.tc.clone();
-    let cfg = t.params.config.clone();
+    let (tc, cfg) = (&trainer.tc, &trainer.params.config);
     eprintln!(
         "model: {} parameters ({} layers, d {}, tokens {}/{}/{}); {} tokens per step, {} steps",
         cfg.param_count(),
@@ -323,10 +255,6 @@ fn run_loop(
         tc.tokens_per_step(),
         tc.steps
     );
-    let heldout = corpus.heldout.to_vec();
-    let all_windows = heldout_windows(&heldout, tc.seq, usize::MAX);
-    let eval_set = heldout_windows(&heldout, tc.seq, a.eval_windows);
-    let mut log = Log::open(&a.out, t.step)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -336,7 +264,7 @@ fn run_loop(
     let bar = if a.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(tc.steps)
+        ProgressBar::new(0)
     };
     bar.set_style(
         ProgressStyle::with_template(
@@ -344,100 +272,66 @@ fn run_loop(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_position(t.step);
-    let save = |t: &Trainer<'_, Cpu>, src: &Source| -> Result<PathBuf, String> {
-        checkpoint::save_checkpoint(&a.out, t, src.state(), a.keep).map_err(|e| e.to_string())
+    let mut progress = Progress {
+        bar,
+        quiet: a.quiet,
+        plot: a.out.join("loss.svg"),
     };
-    let mut window_start = Instant::now();
-    let mut window_tokens = 0u64;
-    let mut tps = 0.0;
-    let mut final_heldout = None;
-    while t.step < tc.steps {
-        if stop.load(Ordering::SeqCst) {
-            let dir = save(t, &src)?;
-            bar.abandon();
+    let rc = RunConfig {
+        out: Some(a.out.clone()),
+        eval_every: a.eval_every,
+        eval_windows: a.eval_windows,
+        save_every: a.save_every,
+        keep: a.keep,
+    };
+    let heldout = corpus.heldout.to_vec();
+    let outcome = tokenformer_train::run(
+        &mut trainer,
+        &mut windows,
+        &heldout,
+        &rc,
+        &stop,
+        &mut progress,
+    );
+    let seq = trainer.tc.seq;
+    match outcome {
+        Err(e) => {
+            progress.bar.abandon();
+            return Err(format!(
+                "{e} (checkpoints in {} are untouched)",
+                a.out.display()
+            ));
+        }
+        Ok(Outcome::Stopped { checkpoint }) => {
+            progress.bar.abandon();
+            let dir = checkpoint.unwrap_or_default();
             eprintln!(
                 "interrupted: saved {} at step {}; continue with --resume",
                 dir.display(),
-                t.step
+                trainer.step
             );
-            return write_final(a, t, be, dtype);
         }
-        let s = match t.step(&mut src) {
-            Ok(s) => s,
-            Err(e) => {
-                bar.abandon();
-                return Err(format!(
-                    "{e} (checkpoints in {} are untouched)",
-                    a.out.display()
-                ));
-            }
-        };
-        window_tokens += tc.tokens_per_step() as u64;
-        let secs = window_start.elapsed().as_secs_f64();
-        if secs > 2.0 {
-            tps = window_tokens as f64 / secs;
-            window_start = Instant::now();
-            window_tokens = 0;
-        } else if tps == 0.0 {
-            tps = window_tokens as f64 / secs.max(1e-9);
-        }
-        let mut entry = serde_json::json!({
-            "step": s.step, "loss": s.loss, "lr": s.lr, "grad_norm": s.grad_norm,
-            "tokens": t.tokens_seen, "tokens_per_s": tps,
-        });
-        if s.step % a.eval_every == 0 || s.step == tc.steps {
-            let set = if s.step == tc.steps {
-                &all_windows
-            } else {
-                &eval_set
-            };
-            let hl = tokenformer_train::trainer::eval_loss(be, &t.params, set, tc.batch);
-            entry["heldout_loss"] = hl.into();
-            if s.step == tc.steps {
-                final_heldout = Some(hl);
-            }
-            if a.quiet {
+        Ok(Outcome::Finished {
+            heldout_loss_all,
+            windows,
+        }) => {
+            progress.bar.finish();
+            if let Some(hl) = heldout_loss_all {
                 eprintln!(
-                    "step {} loss {:.4} held-out {:.4} lr {:.2e} {:.0} tok/s",
-                    s.step, s.loss, hl, s.lr, tps
+                    "held-out: loss {hl:.4} nats/token over {} tokens in {windows} windows of {seq}",
+                    windows * seq,
                 );
             }
         }
-        log.append(entry)?;
-        bar.set_position(s.step);
-        bar.set_message(format!(
-            "loss {:.3} lr {:.1e} {:.0} tok/s",
-            s.loss, s.lr, tps
-        ));
-        if s.step % a.eval_every == 0 || s.step == tc.steps {
-            log.plot(&a.out)?;
-        }
-        if s.step % a.save_every == 0 || s.step == tc.steps {
-            save(t, &src)?;
-        }
     }
-    bar.finish();
-    if let Some(hl) = final_heldout {
-        eprintln!(
-            "held-out: loss {hl:.4} nats/token over {} tokens in {} windows of {}",
-            all_windows.len() * tc.seq,
-            all_windows.len(),
-            tc.seq
-        );
-    }
-    write_final(a, t, be, dtype)
-}
-
-fn write_final(a: &Args, t: &Trainer<'_, Cpu>, be: &Cpu, dtype: Dtype) -> Result<(), String> {
-    let model = t.params.to_model(be).map_err(|e| e.to_string())?;
+    let model = trainer.params.to_model(&be).map_err(|e| e.to_string())?;
     let path = a.out.join(MODEL_FILE);
     save(&path, &model, dtype, &[]).map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!(
         "wrote {} (step {}, {} tokens seen)",
         path.display(),
-        t.step,
-        t.tokens_seen
+        trainer.step,
+        trainer.tokens_seen
     );
     Ok(())
 }

@@ -96,7 +96,27 @@ fn train_interrupt_resume_equals_uninterrupted_run() {
     ok_output(&train_args(&data, &tok, straight.to_str().unwrap(), "120"));
     let expected = losses(&straight);
     assert_eq!(expected.len(), 120);
-    assert!(straight.join("loss.svg").exists() && straight.join("model.safetensors").exists());
+    assert!(straight.join("model.safetensors").exists());
+    let svg = std::fs::read_to_string(straight.join("loss.svg")).unwrap();
+    assert!(svg.contains("<text") && svg.contains("<polyline"));
+    // The periodic evaluations every 5 steps; the whole held-out split, under its own key, only
+    // after the last step.
+    let log = std::fs::read_to_string(straight.join("log.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let with = |key: &str| -> Vec<u64> {
+        rows.iter()
+            .filter(|r| r[key].is_f64())
+            .map(|r| r["step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        with("heldout_loss"),
+        (1..=24).map(|k| 5 * k).collect::<Vec<_>>()
+    );
+    assert_eq!(with("heldout_loss_all"), [120]);
     let first: f64 = f64::from_bits(expected[0].1);
     let last: f64 = f64::from_bits(expected[119].1);
     assert!(last < first, "loss {first} -> {last}");
@@ -133,6 +153,17 @@ fn train_interrupt_resume_equals_uninterrupted_run() {
         a
     });
     assert_eq!(losses(&broken), expected);
+    let last = |d: &Path| {
+        std::fs::read_to_string(d.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .last()
+            .map(str::to_owned)
+    };
+    let all = |l: Option<String>| {
+        serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap()["heldout_loss_all"].as_f64()
+    };
+    assert_eq!(all(last(&broken)), all(last(&straight)));
 
     // A second run into a directory with checkpoints refuses without --resume.
     let o = run(&train_args(&data, &tok, b, "120"));

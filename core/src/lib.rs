@@ -5,6 +5,7 @@
 //! - [`ops`]: scalar reference kernels (Pattention, LayerNorm, rotary, attention).
 //! - [`quant`]: the Q8_0 / Q4_0 block formats, defined once; [`kernels`]: their SIMD twins and
 //!   the threaded products inference runs (scalar without `std`).
+//! - `init` and [`grow`]: fresh weights, and progressive scaling by appending parameter tokens.
 //! - [`checkpoint`]: safetensors with the config in its metadata; zero-copy, fully validated.
 //! - [`session`]: KV-cache decoding; [`sample`]: greedy / temperature / top-k / top-p.
 //! - [`torch`]: `torch.save` zip + bounded pickle reader; [`convert`]: the authors' official
@@ -24,6 +25,7 @@ pub mod dtype;
 #[cfg(feature = "std")]
 pub mod file;
 pub mod graph;
+pub mod grow;
 pub mod init;
 pub mod kernels;
 pub mod model;
@@ -48,6 +50,7 @@ mod std_errors {
     impl std::error::Error for ConfigError {}
     impl std::error::Error for SessionError {}
     impl std::error::Error for model::ModelError {}
+    impl std::error::Error for grow::GrowError {}
     impl std::error::Error for convert::ConvertError {}
     impl std::error::Error for torch::TorchError {}
 }

@@ -2,6 +2,7 @@
 //! AdamW at the scheduled learning rate; and held-out evaluation.
 
 use crate::backend::{Backend, Rows};
+use crate::data::DataError;
 use crate::optim::{AdamW, Moments, Schedule};
 use crate::params::Params;
 use crate::tape::Tape;
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokenformer_core::Model;
 
 /// Where training windows come from. `state` is saved with every checkpoint, so that a source
-/// rebuilt from it (as `data::Windows::from_state` does) draws exactly the windows the
+/// rebuilt from it (as `data::Windows::resume` does) draws exactly the windows the
 /// uninterrupted run would have.
 pub trait BatchSource {
     /// Fill `inputs` and `targets` with `batch` windows of `seq` tokens (targets shifted by one).
@@ -19,7 +20,7 @@ pub trait BatchSource {
         seq: usize,
         inputs: &mut Vec<u32>,
         targets: &mut Vec<u32>,
-    ) -> Result<(), String>;
+    ) -> Result<(), DataError>;
     fn state(&self) -> serde_json::Value;
 }
 
@@ -51,7 +52,7 @@ pub struct StepStats {
     pub lr: f32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum TrainError {
     /// A NaN or infinite loss or gradient: the step was not applied.
     NonFinite {
@@ -60,7 +61,7 @@ pub enum TrainError {
         grad_norm: f64,
     },
     /// The data source failed.
-    Data(String),
+    Data(DataError),
 }
 
 impl std::fmt::Display for TrainError {

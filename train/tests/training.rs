@@ -1,14 +1,23 @@
 //! Training as a whole: train and core compute the same function (proptest), a checkpoint that
 //! core loads reproduces train's logits, resume is bit-identical, a crash before the rename leaves
-//! the previous checkpoint loadable, non-finite losses stop cleanly, and loss falls.
+//! the previous checkpoint loadable, non-finite losses stop cleanly, and loss falls. `run`: a
+//! run stopped by its flag or crashed, then resumed, logs exactly the uninterrupted run.
 
 use proptest::prelude::*;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokenformer_core::file::ModelFile;
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Norm, Rng, Session};
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
+use tokenformer_train::data::heldout_windows;
+use tokenformer_train::data::DataError;
 use tokenformer_train::optim::{AdamW, Schedule};
-use tokenformer_train::{BatchSource, Cpu, Params, Rows, Tape, TrainConfig, TrainError, Trainer};
+use tokenformer_train::{
+    run, BatchSource, Cpu, LogLine, Observer, Outcome, Params, Rows, RunConfig, RunError, Tape,
+    TrainConfig, TrainError, Trainer,
+};
 
 /// Windows at seeded random offsets of a fixed token stream.
 struct Synthetic {
@@ -49,7 +58,7 @@ impl BatchSource for Synthetic {
         seq: usize,
         inputs: &mut Vec<u32>,
         targets: &mut Vec<u32>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DataError> {
         inputs.clear();
         targets.clear();
         for _ in 0..batch {
@@ -194,6 +203,115 @@ fn core_loads_trained_checkpoint_and_reproduces_train_logits() {
     assert!(init_params.tensors[1] != t.params.tensors[1]);
 }
 
+/// Ends a run after step `at`: through the stop flag (a clean Ctrl-C), or by failing (a crash
+/// after the step's log line, before its checkpoint).
+struct StopAt<'a> {
+    at: u64,
+    stop: &'a AtomicBool,
+    crash: bool,
+}
+
+impl Observer for StopAt<'_> {
+    fn step(&mut self, log: &[LogLine]) -> io::Result<()> {
+        if log.last().map(|l| l.step) == Some(self.at) {
+            if self.crash {
+                return Err(io::Error::other("crash"));
+            }
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// The log without its timings.
+fn read_log(dir: &Path) -> Vec<LogLine> {
+    std::fs::read_to_string(dir.join(tokenformer_train::run::LOG_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| LogLine {
+            tokens_per_s: 0.0,
+            ..serde_json::from_str(l).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn run_stopped_or_crashed_then_resumed_logs_the_uninterrupted_run() {
+    let be = Cpu;
+    let model = init(tiny(), 9).unwrap();
+    let heldout = Synthetic::new(500, 400, 99).tokens;
+    let rc = |dir: &Path| RunConfig {
+        out: Some(dir.to_path_buf()),
+        eval_every: 3,
+        eval_windows: 2,
+        save_every: 2,
+        keep: 0,
+    };
+    let no_stop = AtomicBool::new(false);
+    let straight = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(&be, &model, tc(8));
+    let mut data = Synthetic::new(500, 4000, 2);
+    let done = run(
+        &mut t,
+        &mut data,
+        &heldout,
+        &rc(straight.path()),
+        &no_stop,
+        &mut (),
+    )
+    .unwrap();
+    let expected = read_log(straight.path());
+    assert_eq!(expected.len(), 8);
+    // Periodic evaluations on the subset; the whole split only after the last step, under its
+    // own key, and equal to an independent evaluation of the final weights.
+    let steps = |f: fn(&LogLine) -> bool| -> Vec<u64> {
+        expected.iter().filter(|l| f(l)).map(|l| l.step).collect()
+    };
+    assert_eq!(steps(|l| l.heldout_loss.is_some()), [3, 6]);
+    assert_eq!(steps(|l| l.heldout_loss_all.is_some()), [8]);
+    let all = heldout_windows(&heldout, 16, usize::MAX);
+    assert_eq!(all.len(), 24);
+    let want = t.eval(&all);
+    assert_eq!(expected[7].heldout_loss_all, Some(want));
+    assert_eq!(
+        done,
+        Outcome::Finished {
+            heldout_loss_all: Some(want),
+            windows: 24
+        }
+    );
+
+    for (at, crash) in [(3, false), (5, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let stop = AtomicBool::new(false);
+        let mut obs = StopAt {
+            at,
+            stop: &stop,
+            crash,
+        };
+        let mut t = Trainer::new(&be, &model, tc(8));
+        let mut data = Synthetic::new(500, 4000, 2);
+        let r = run(&mut t, &mut data, &heldout, &rc(d), &stop, &mut obs);
+        if crash {
+            // Log lines 1..=5 are written, the newest checkpoint is step 4.
+            assert!(matches!(r, Err(RunError::Observer(_))), "{r:?}");
+            assert_eq!(read_log(d).len(), 5);
+        } else {
+            let checkpoint = Some(checkpoint::step_dir(d, 3));
+            assert_eq!(r.unwrap(), Outcome::Stopped { checkpoint });
+        }
+        let latest = checkpoint::latest(d).unwrap().unwrap();
+        let (mut resumed, state) = checkpoint::load_checkpoint(&be, &latest).unwrap();
+        assert_eq!(resumed.step, at.min(4));
+        let mut data = Synthetic::new(500, 4000, 2);
+        data.restore(&state).unwrap();
+        let r = run(&mut resumed, &mut data, &heldout, &rc(d), &no_stop, &mut ());
+        assert_eq!(r.unwrap(), done);
+        assert_eq!(read_log(d), expected, "stopped at {at}, crash {crash}");
+    }
+}
+
 fn run_losses(t: &mut Trainer<'_, Cpu>, data: &mut Synthetic, steps: u64) -> Vec<u64> {
     (0..steps)
         .map(|_| t.step(data).unwrap().loss.to_bits())
@@ -288,7 +406,7 @@ fn non_finite_loss_stops_without_touching_the_weights() {
             seq: usize,
             i: &mut Vec<u32>,
             o: &mut Vec<u32>,
-        ) -> Result<(), String> {
+        ) -> Result<(), DataError> {
             *i = vec![0; batch * seq];
             *o = vec![1; batch * seq];
             Ok(())
@@ -334,7 +452,7 @@ impl Download for Cpu {
 
 #[test]
 fn grown_checkpoint_trains_on_and_loss_keeps_falling() {
-    use tokenformer_train::grow::{grow, Init, Scale, Targets};
+    use tokenformer_core::grow::{grow, Init, Scale, Targets};
     let be = Cpu;
     let dir = tempfile::tempdir().unwrap();
     let model = init(tiny(), 8).unwrap();

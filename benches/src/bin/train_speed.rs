@@ -7,11 +7,14 @@
 //! With `--torch`, runs benches/peers/train_torch.py (PyTorch installed by hand, never in CI)
 //! with the same arguments and prints the ratio.
 
+use std::io;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Norm, Rng};
+use tokenformer_train::data::DataError;
 use tokenformer_train::optim::{AdamW, Schedule};
-use tokenformer_train::{BatchSource, Cpu, TrainConfig, Trainer};
+use tokenformer_train::{BatchSource, Cpu, LogLine, Observer, RunConfig, TrainConfig, Trainer};
 
 struct RandomTokens(Rng, u32);
 
@@ -22,7 +25,7 @@ impl BatchSource for RandomTokens {
         seq: usize,
         i: &mut Vec<u32>,
         o: &mut Vec<u32>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DataError> {
         *i = (0..batch * seq)
             .map(|_| self.0.below(self.1 as u64) as u32)
             .collect();
@@ -33,6 +36,16 @@ impl BatchSource for RandomTokens {
     }
     fn state(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+}
+
+/// Starts the clock when the first (warm-up) step is done.
+struct Clock(Option<Instant>);
+
+impl Observer for Clock {
+    fn step(&mut self, _log: &[LogLine]) -> io::Result<()> {
+        self.0.get_or_insert_with(Instant::now);
+        Ok(())
     }
 }
 
@@ -97,12 +110,18 @@ fn main() {
     let be = Cpu;
     let mut t = Trainer::new(&be, &model, tc);
     let mut data = RandomTokens(Rng::new(0), vocab as u32);
-    t.step(&mut data).expect("warmup step");
-    let start = Instant::now();
-    for _ in 0..steps {
-        t.step(&mut data).expect("step");
-    }
-    let secs = start.elapsed().as_secs_f64();
+    // The training loop itself: no held-out data, no log, no checkpoints.
+    let rc = RunConfig {
+        out: None,
+        eval_every: 0,
+        eval_windows: 0,
+        save_every: 0,
+        keep: 0,
+    };
+    let mut clock = Clock(None);
+    let stop = AtomicBool::new(false);
+    tokenformer_train::run(&mut t, &mut data, &[], &rc, &stop, &mut clock).expect("training");
+    let secs = clock.0.expect("a warm-up step").elapsed().as_secs_f64();
     let ours = (steps * batch * seq) as f64 / secs;
     println!(
         "{{\"impl\": \"tokenformer-train cpu\", \"threads\": {threads}, \"params\": {}, \"tokens_per_s\": {ours:.1}, \"step_ms\": {:.1}}}",

@@ -1,10 +1,10 @@
 //! Growth: zero keys with the scale kept leave every logit unchanged (proptest); the authors'
-//! random growth changes them; a grown model trains on and its loss keeps falling.
+//! random growth changes them. That a grown model trains on is in train/tests/training.rs.
 
 use proptest::prelude::*;
+use tokenformer_core::grow::{grow, Init, Scale, Targets};
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Norm, Rng, Session};
-use tokenformer_train::grow::{grow, Init, Scale, Targets};
 
 fn cfg(layers: usize, heads: usize, nq: usize, np: usize, nf: usize, norm: Norm) -> Config {
     Config {

@@ -8,11 +8,12 @@
 //!   output of the L2-normalised variants is unchanged. (Under `softmax`, exp(0) = 1 is not zero,
 //!   so zero keys still shift probability mass: no growth is exact there.)
 
-use std::borrow::Cow;
-use tokenformer_core::config::PattentionKind;
-use tokenformer_core::init::{fill_normal, value_std, EMBED_STD};
-use tokenformer_core::model::{tensor_specs, Model, ModelError, Role};
-use tokenformer_core::{Config, Rng};
+use crate::config::{Config, PattentionKind};
+use crate::init::{fill_normal, value_std, EMBED_STD};
+use crate::model::{tensor_specs, Model, ModelError, Role};
+use crate::sample::Rng;
+use alloc::borrow::Cow;
+use core::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
@@ -45,8 +46,8 @@ pub enum GrowError {
     Model(ModelError),
 }
 
-impl std::fmt::Display for GrowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for GrowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GrowError::Shrink { kind, from, to } => {
                 write!(
@@ -58,8 +59,6 @@ impl std::fmt::Display for GrowError {
         }
     }
 }
-
-impl std::error::Error for GrowError {}
 
 /// The grown model. The value σ for new rows is the one the *original* config's init used
 /// (it depends on layers and d, which growth does not change).
