@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokenformer_core::file::{save, ModelFile};
-use tokenformer_core::{Config, Dtype};
+use tokenformer_core::{Config, DType};
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
 use tokenformer_train::data::{heldout_windows, tokenize_files, Corpus, Windows, WindowsState};
 use tokenformer_train::optim::{AdamW, Schedule};
@@ -240,8 +240,8 @@ pub fn run(a: Args) -> Result<(), String> {
             .build_global()
             .map_err(|e| format!("--threads: {e}"))?;
     }
-    let dtype = Dtype::parse(&a.dtype)
-        .ok_or_else(|| format!("--dtype must be f32, f16 or bf16, got `{}`", a.dtype))?;
+    let dtype = crate::init::parse_dtype(&a.dtype)
+        .map_err(|_| format!("--dtype must be f32, f16 or bf16, got `{}`", a.dtype))?;
     let tok = common::load_tokenizer(&a.tokenizer)?;
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let corpus = tokenize_files(&a.data, &tok, a.heldout_frac, &a.out.join("data"))
@@ -308,7 +308,7 @@ fn run_loop(
     t: &mut Trainer<'_, Cpu>,
     mut src: Source,
     corpus: &Corpus,
-    dtype: Dtype,
+    dtype: DType,
 ) -> Result<(), String> {
     let tc = t.tc.clone();
     let cfg = t.params.config.clone();
@@ -429,7 +429,7 @@ fn run_loop(
     write_final(a, t, be, dtype)
 }
 
-fn write_final(a: &Args, t: &Trainer<'_, Cpu>, be: &Cpu, dtype: Dtype) -> Result<(), String> {
+fn write_final(a: &Args, t: &Trainer<'_, Cpu>, be: &Cpu, dtype: DType) -> Result<(), String> {
     let model = t.params.to_model(be).map_err(|e| e.to_string())?;
     let path = a.out.join(MODEL_FILE);
     save(&path, &model, dtype, &[]).map_err(|e| format!("{}: {e}", path.display()))?;

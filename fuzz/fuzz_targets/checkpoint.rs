@@ -8,7 +8,7 @@ use tokenformer_core::checkpoint;
 fuzz_target!(|data: &[u8]| {
     if let Ok(model) = checkpoint::load(data) {
         // A loaded model must round-trip: its own bytes load again to the same config.
-        let bytes = checkpoint::to_bytes(&model, checkpoint::Dtype::F32);
+        let bytes = checkpoint::to_bytes(&model, tokenformer_core::DType::F32);
         let again = checkpoint::load(&bytes).expect("a saved checkpoint must load");
         assert_eq!(again.config, model.config);
     }

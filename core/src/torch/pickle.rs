@@ -7,6 +7,7 @@
 //! never runs anything. Memory is bounded by the input: every value created or copied is charged
 //! to a budget proportional to the pickle's length, and containers nest at most `MAX_DEPTH` deep.
 
+use crate::dtype::DType;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -18,62 +19,10 @@ pub const MAX_DEPTH: u8 = 32;
 const BUDGET_PER_BYTE: usize = 8;
 const BUDGET_BASE: usize = 1 << 12;
 
-/// Element types of torch's typed storages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StorageType {
-    F32,
-    F16,
-    BF16,
-    F64,
-    I64,
-    I32,
-    I16,
-    I8,
-    U8,
-    Bool,
-}
-
-impl StorageType {
-    const ALL: [(StorageType, &'static str); 10] = [
-        (StorageType::F32, "FloatStorage"),
-        (StorageType::F16, "HalfStorage"),
-        (StorageType::BF16, "BFloat16Storage"),
-        (StorageType::F64, "DoubleStorage"),
-        (StorageType::I64, "LongStorage"),
-        (StorageType::I32, "IntStorage"),
-        (StorageType::I16, "ShortStorage"),
-        (StorageType::I8, "CharStorage"),
-        (StorageType::U8, "ByteStorage"),
-        (StorageType::Bool, "BoolStorage"),
-    ];
-
-    /// The torch class name, e.g. `FloatStorage`.
-    pub fn class(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(t, _)| *t == self)
-            .map_or("", |x| x.1)
-    }
-
-    fn from_class(name: &str) -> Option<StorageType> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|x| x.0)
-    }
-
-    pub fn size(self) -> usize {
-        use StorageType::*;
-        match self {
-            F64 | I64 => 8,
-            F32 | I32 => 4,
-            F16 | BF16 | I16 => 2,
-            I8 | U8 | Bool => 1,
-        }
-    }
-}
-
 /// A storage named by a persistent id: its bytes are the zip entry `{archive}/data/{key}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Storage {
-    pub dtype: StorageType,
+    pub dtype: DType,
     pub key: String,
     pub location: String,
     /// Elements the storage holds, as recorded in the pickle.
@@ -95,7 +44,7 @@ pub enum Global {
     OrderedDict,
     RebuildTensorV2,
     RebuildParameter,
-    Storage(StorageType),
+    Storage(DType),
 }
 
 impl Global {
@@ -104,7 +53,7 @@ impl Global {
             ("collections", "OrderedDict") => Some(Global::OrderedDict),
             ("torch._utils", "_rebuild_tensor_v2") => Some(Global::RebuildTensorV2),
             ("torch._utils", "_rebuild_parameter") => Some(Global::RebuildParameter),
-            ("torch", n) => StorageType::from_class(n).map(Global::Storage),
+            ("torch", n) => DType::from_torch_class(n).map(Global::Storage),
             _ => None,
         }
     }
@@ -920,7 +869,7 @@ mod tests {
             assert_eq!(d.len(), 1);
             let (name, t) = &d[0];
             assert_eq!(name, "w");
-            assert_eq!(t.storage.dtype, StorageType::F16);
+            assert_eq!(t.storage.dtype, DType::F16);
             assert_eq!((t.storage.key.as_str(), t.storage.numel), ("0", 8));
             assert_eq!(
                 (t.offset, &t.shape[..], &t.stride[..]),
