@@ -17,9 +17,9 @@
 
 use crate::checkpoint::{self, container::is_float, Safetensors};
 use crate::config::{Config, ConfigError, Norm};
+use crate::dtype::DType;
 use crate::graph::Proj;
 use crate::model::{tensor_specs, Model, ModelError, Role};
-use crate::dtype::DType;
 use crate::torch::{self, TensorView, TorchError};
 use alloc::collections::BTreeMap;
 use alloc::format;

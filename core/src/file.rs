@@ -83,7 +83,10 @@ pub fn write_atomic(
 
 /// [`write_atomic`] for writers that take a path: `fill` writes the temporary file, which is
 /// then fsynced and renamed over `path`.
-pub fn write_atomic_path(path: &Path, fill: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
+pub fn write_atomic_path(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

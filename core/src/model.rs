@@ -260,7 +260,11 @@ pub fn format_error(spec: &TensorSpec, f: DType) -> Option<&'static str> {
     if spec.role.is_norm() {
         return Some("norms stay f32");
     }
-    if !spec.stored_rows_cols().1.is_multiple_of(f.info().block_values) {
+    if !spec
+        .stored_rows_cols()
+        .1
+        .is_multiple_of(f.info().block_values)
+    {
         return Some("its stored rows are not a whole number of 32-value blocks");
     }
     None

@@ -226,9 +226,11 @@ fn malformed_checkpoints_are_refused() {
             }),
             |e| matches!(e, LoadError::NotTokenFormer),
         ),
-        ("truncated data", good[..good.len() - 4].to_vec(), |e| {
-            matches!(e, LoadError::DataLength { end, data_len } if *end == data_len + 4)
-        }),
+        (
+            "truncated data",
+            good[..good.len() - 4].to_vec(),
+            |e| matches!(e, LoadError::DataLength { end, data_len } if *end == data_len + 4),
+        ),
         (
             "shape overflow",
             edited(|h, _| {
@@ -281,7 +283,18 @@ fn round_trips() {
             assert_eq!(got, want);
             assert_eq!(back.tensors(), m.tensors());
         }
+        // The crate keeps metadata in a HashMap; our header is canonical all the same, in
+        // memory and through the streamed, atomic file writer.
+        assert_eq!(to_bytes(&m, dtype), bytes);
+        let path = std::env::temp_dir().join(format!("tf-ckpt-{}-{dtype}", std::process::id()));
+        tokenformer_core::file::save(&path, &m, dtype, &[]).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        std::fs::remove_file(&path).unwrap();
     }
+    // f32 weights are stored as a float type, nothing else.
+    let path = std::env::temp_dir().join(format!("tf-ckpt-{}-q8", std::process::id()));
+    assert!(tokenformer_core::file::save(&path, &m, DType::Q8_0, &[]).is_err());
+    assert!(!path.exists());
 }
 
 #[test]

@@ -27,7 +27,11 @@ pub enum ZipError {
     Archive(String),
     /// An entry torch.save does not write (compressed or encrypted), or one outside the file.
     Unsupported { name: String, reason: &'static str },
-    Crc { name: String, expected: u32, got: u32 },
+    Crc {
+        name: String,
+        expected: u32,
+        got: u32,
+    },
 }
 
 impl fmt::Display for ZipError {
