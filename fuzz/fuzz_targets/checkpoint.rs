@@ -1,5 +1,5 @@
-//! `checkpoint::load` on arbitrary bytes: it must return `Ok` or `Err`, never panic, and never
-//! allocate without bound.
+//! `checkpoint::load` on arbitrary bytes (the safetensors crate's parser, then our format's checks):
+//! it must return `Ok` or `Err`, never panic, and never allocate without bound.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
