@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tokenformer_core::convert::{self, Hyper};
 use tokenformer_core::file::{self, ModelFile};
-use tokenformer_core::{Config, Dtype, Norm};
+use tokenformer_core::{Config, DType, Norm};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("geometry").required(true).args(["preset", "heads"])))]
@@ -34,7 +34,7 @@ pub struct Args {
     out: PathBuf,
     /// Storage type: f32, f16 or bf16.
     #[arg(long, default_value = "f32", value_parser = crate::init::parse_dtype)]
-    dtype: Dtype,
+    dtype: DType,
 }
 
 fn parse_norm(s: &str) -> Result<Norm, String> {

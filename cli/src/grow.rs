@@ -4,7 +4,7 @@ use crate::common;
 use std::path::PathBuf;
 use tokenformer_core::file::save;
 use tokenformer_core::grow::{grow, Init, Scale, Targets};
-use tokenformer_core::{Dtype, Norm};
+use tokenformer_core::{DType, Norm};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,7 +54,7 @@ pub fn run(a: Args) -> Result<(), String> {
     if model.config.norm == Norm::Softmax && init == Init::Zero && scale == Scale::Keep {
         eprintln!("note: under the softmax normalisation zero keys still take probability mass, so this growth is not exactly function-preserving");
     }
-    save(&a.out, &grown, Dtype::F32, &[]).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    save(&a.out, &grown, DType::F32, &[]).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let c = &grown.config;
     eprintln!(
         "wrote {}: tokens q/k/v {} (scale {}), proj {} (scale {}), ffn {} (scale {}); {} parameters (was {})",

@@ -1,7 +1,7 @@
 //! `init`: a fresh model from a preset, saved atomically.
 
 use std::path::PathBuf;
-use tokenformer_core::{file, init, Config, Dtype};
+use tokenformer_core::{file, init, Config, DType};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,11 +15,13 @@ pub struct Args {
     out: PathBuf,
     /// Storage type: f32, f16 or bf16.
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    dtype: Dtype,
+    dtype: DType,
 }
 
-pub fn parse_dtype(s: &str) -> Result<Dtype, String> {
-    Dtype::parse(s).ok_or_else(|| format!("unknown dtype `{s}` (expected f32, f16 or bf16)"))
+pub fn parse_dtype(s: &str) -> Result<DType, String> {
+    DType::parse(s)
+        .filter(|&d| tokenformer_core::checkpoint::container::is_float(d))
+        .ok_or_else(|| format!("unknown dtype `{s}` (expected f32, f16 or bf16)"))
 }
 
 pub fn run(a: Args) -> Result<(), String> {

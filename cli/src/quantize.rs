@@ -2,7 +2,7 @@
 
 use crate::common;
 use std::path::PathBuf;
-use tokenformer_core::{file, Dtype, Format};
+use tokenformer_core::{file, DType, Format};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,7 +48,7 @@ pub fn run(a: Args) -> Result<(), String> {
     file::save(
         &a.out,
         &q,
-        Dtype::F32,
+        DType::F32,
         &[("quantized_from", &a.model.display().to_string())],
     )
     .map_err(|e| format!("{}: {e}", a.out.display()))?;

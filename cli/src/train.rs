@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokenformer_core::file::{save, ModelFile};
-use tokenformer_core::{Config, Dtype};
+use tokenformer_core::Config;
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
 use tokenformer_train::data::{tokenize_files, Windows};
 use tokenformer_train::optim::{AdamW, Schedule};
@@ -188,8 +188,8 @@ pub fn run(a: Args) -> Result<(), String> {
             .build_global()
             .map_err(|e| format!("--threads: {e}"))?;
     }
-    let dtype = Dtype::parse(&a.dtype)
-        .ok_or_else(|| format!("--dtype must be f32, f16 or bf16, got `{}`", a.dtype))?;
+    let dtype = crate::init::parse_dtype(&a.dtype)
+        .map_err(|_| format!("--dtype must be f32, f16 or bf16, got `{}`", a.dtype))?;
     let tok = common::load_tokenizer(&a.tokenizer)?;
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let corpus = tokenize_files(&a.data, &tok, a.heldout_frac, &a.out.join("data"))

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tokenformer_core::config::Norm;
 use tokenformer_core::session::Session;
-use tokenformer_core::{file, init, Config, Dtype};
+use tokenformer_core::{file, init, Config, DType};
 
 fn tokenizer() -> Option<PathBuf> {
     let tok =
@@ -96,7 +96,7 @@ fn padded_model(path: &Path) -> Config {
     let logits = Session::new(&m).feed(&[12092, 1533]).unwrap();
     let top = tokenformer_core::sample::argmax(&logits);
     assert!(top >= c.tokenizer_vocab, "{top}");
-    file::save(path, &m, Dtype::F32, &[]).unwrap();
+    file::save(path, &m, DType::F32, &[]).unwrap();
     c
 }
 

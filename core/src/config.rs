@@ -302,22 +302,35 @@ impl Config {
         }
     }
 
+    /// Parameters by kind, summed over the tensors of [`crate::layout`] (None on overflow).
+    fn checked_breakdown(&self) -> Option<ParamBreakdown> {
+        use crate::layout::{layer_roles, Role};
+        let mut b = ParamBreakdown {
+            embedding: Role::Embedding.numel(self)?,
+            qkv: 0,
+            proj: 0,
+            ffn: 0,
+            norms: Role::FinalNormWeight
+                .numel(self)?
+                .checked_add(Role::FinalNormBias.numel(self)?)?,
+        };
+        // Every layer has the same tensors: count one, times the layers.
+        for r in layer_roles(0) {
+            let (Role::Keys(_, p) | Role::Values(_, p)) = r else {
+                continue;
+            };
+            let slot = match p.kind() {
+                PattentionKind::Qkv => &mut b.qkv,
+                PattentionKind::Proj => &mut b.proj,
+                PattentionKind::Ffn => &mut b.ffn,
+            };
+            *slot = slot.checked_add(r.numel(self)?.checked_mul(self.n_layers)?)?;
+        }
+        b.checked_total().map(|_| b)
+    }
+
     fn checked_params(&self) -> Option<usize> {
-        let d = self.d_model;
-        let per_layer_tokens = self
-            .qkv_tokens
-            .checked_mul(3)?
-            .checked_add(self.proj_tokens)?
-            .checked_add(self.ffn_tokens)?;
-        let layers = self
-            .n_layers
-            .checked_mul(2)?
-            .checked_mul(d)?
-            .checked_mul(per_layer_tokens)?;
-        self.vocab_size
-            .checked_mul(d)?
-            .checked_add(layers)?
-            .checked_add(2 * d)
+        self.checked_breakdown()?.checked_total()
     }
 
     /// vocab·d + L·2d·(3·n_qkv + n_proj + n_ffn) + 2d (the spec's count; tied output head).
@@ -325,17 +338,10 @@ impl Config {
         self.checked_params().unwrap_or(usize::MAX)
     }
 
-    /// Parameters by kind, in the order (embedding, q/k/v, proj, ffn, norms).
+    /// Parameters by kind, in the order (embedding, q/k/v, proj, ffn, norms); zeros for a config
+    /// whose count overflows (which `validate` refuses).
     pub fn param_breakdown(&self) -> ParamBreakdown {
-        let d = self.d_model;
-        let l = self.n_layers;
-        ParamBreakdown {
-            embedding: self.vocab_size * d,
-            qkv: l * 3 * 2 * self.qkv_tokens * d,
-            proj: l * 2 * self.proj_tokens * d,
-            ffn: l * 2 * self.ffn_tokens * d,
-            norms: 2 * d,
-        }
+        self.checked_breakdown().unwrap_or_default()
     }
 
     /// Forward FLOPs for one token at `context` tokens of history, by the paper's cost model:
@@ -349,7 +355,7 @@ impl Config {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParamBreakdown {
     pub embedding: usize,
     pub qkv: usize,
@@ -360,7 +366,13 @@ pub struct ParamBreakdown {
 
 impl ParamBreakdown {
     pub fn total(&self) -> usize {
-        self.embedding + self.qkv + self.proj + self.ffn + self.norms
+        self.checked_total().unwrap_or(usize::MAX)
+    }
+
+    fn checked_total(&self) -> Option<usize> {
+        [self.qkv, self.proj, self.ffn, self.norms]
+            .into_iter()
+            .try_fold(self.embedding, usize::checked_add)
     }
 }
 

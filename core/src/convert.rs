@@ -15,11 +15,12 @@
 //! for must be present with exactly the shape the others imply, and nothing else may be: a swapped,
 //! transposed or stray tensor is an error naming it, never a silently wrong model.
 
-use crate::checkpoint::{self, Safetensors};
+use crate::checkpoint::{self, container::is_float, Safetensors};
 use crate::config::{Config, ConfigError, Norm};
+use crate::dtype::DType;
 use crate::graph::Proj;
 use crate::model::{tensor_specs, Model, ModelError, Role};
-use crate::torch::{self, StorageType, TensorView, TorchError};
+use crate::torch::{self, TensorView, TorchError};
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -166,7 +167,7 @@ pub fn read_official(bytes: &[u8]) -> Result<Vec<TensorView<'_>>, ConvertError> 
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"\x80\x02\x8a") {
         return Ok(torch::read(bytes)?);
     }
-    let st = checkpoint::parse_safetensors(bytes).map_err(ConvertError::Safetensors)?;
+    let st = checkpoint::parse(bytes).map_err(ConvertError::Safetensors)?;
     views_from_safetensors(&st)
 }
 
@@ -181,17 +182,12 @@ pub fn views_from_safetensors<'a>(
     st.tensors
         .iter()
         .map(|t| {
-            let dtype = match t.dtype.as_str() {
-                "F32" => StorageType::F32,
-                "F16" => StorageType::F16,
-                "BF16" => StorageType::BF16,
-                _ => {
-                    return Err(ConvertError::UnsupportedDtype {
-                        name: t.name.clone(),
-                        dtype: t.dtype.clone(),
-                    })
-                }
-            };
+            let dtype = DType::from_safetensors(&t.dtype)
+                .filter(|&d| is_float(d))
+                .ok_or_else(|| ConvertError::UnsupportedDtype {
+                    name: t.name.clone(),
+                    dtype: t.dtype.clone(),
+                })?;
             Ok(TensorView::packed(
                 t.name.clone(),
                 dtype,

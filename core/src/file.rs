@@ -1,10 +1,11 @@
 //! std only: open checkpoints by path through a memory map, and write files atomically.
 
-use crate::checkpoint::{self, Dtype, LoadError};
+use crate::checkpoint::{self, LoadError};
+use crate::dtype::DType;
 use crate::model::Model;
 use std::format;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// A checkpoint file mapped into memory; `model()` borrows its f32 weights without copying.
@@ -73,6 +74,19 @@ pub fn write_atomic(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
+    write_atomic_path(path, |tmp| {
+        let mut w = io::BufWriter::with_capacity(1 << 20, File::create(tmp)?);
+        fill(&mut w)?;
+        w.flush()
+    })
+}
+
+/// [`write_atomic`] for writers that take a path: `fill` writes the temporary file, which is
+/// then fsynced and renamed over `path`.
+pub fn write_atomic_path(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -85,11 +99,8 @@ pub fn write_atomic(
     tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let f = File::create(&tmp)?;
-        let mut w = io::BufWriter::with_capacity(1 << 20, f);
-        fill(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
+        fill(&tmp)?;
+        File::open(&tmp)?.sync_all()?;
         fs::rename(&tmp, path)?;
         if let Ok(d) = File::open(&dir) {
             let _ = d.sync_all();
@@ -102,14 +113,33 @@ pub fn write_atomic(
     result
 }
 
-/// Save a model as a checkpoint, atomically.
+/// Save a model as a checkpoint, atomically, streamed through the safetensors crate. f32
+/// weights are stored as `dtype`: F32, F16 or BF16.
 pub fn save(
     path: &Path,
     model: &Model<'_>,
-    dtype: Dtype,
+    dtype: DType,
     extra_metadata: &[(&str, &str)],
 ) -> io::Result<()> {
-    write_atomic(path, |w| {
-        checkpoint::write(model, dtype, extra_metadata, |b| w.write_all(b))
+    if !checkpoint::container::is_float(dtype) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("weights are stored as f32, f16 or bf16, not {dtype}"),
+        ));
+    }
+    let (tensors, meta) = checkpoint::to_write(model, dtype, extra_metadata);
+    write_atomic_path(path, |tmp| {
+        safetensors::serialize_to_file(tensors, Some(meta.into_iter().collect()), tmp)
+            .map_err(io::Error::other)?;
+        // Canonical key order in the header (see `canonical_header`), rewritten in place.
+        let mut f = fs::OpenOptions::new().read(true).write(true).open(tmp)?;
+        let mut len8 = [0u8; 8];
+        f.read_exact(&mut len8)?;
+        let mut head = len8.to_vec();
+        head.resize(8 + u64::from_le_bytes(len8) as usize, 0);
+        f.read_exact(&mut head[8..])?;
+        checkpoint::container::canonical_header(&mut head);
+        f.seek(io::SeekFrom::Start(0))?;
+        f.write_all(&head)
     })
 }

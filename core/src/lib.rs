@@ -6,11 +6,13 @@
 //! - [`quant`]: the Q8_0 / Q4_0 block formats, defined once; [`kernels`]: their SIMD twins and
 //!   the threaded products inference runs (scalar without `std`).
 //! - `init` and [`grow`]: fresh weights, and progressive scaling by appending parameter tokens.
-//! - [`checkpoint`]: safetensors with the config in its metadata; zero-copy, fully validated.
+//! - [`layout`]: the tensors of a model (names, shapes, order), defined once.
+//! - [`checkpoint`]: safetensors (the crate) with the config in its metadata; zero-copy, fully
+//!   validated.
 //! - [`session`]: KV-cache decoding; [`sample`]: greedy / temperature / top-k / top-p.
-//! - [`torch`]: `torch.save` zip + bounded pickle reader; [`convert`]: the authors' official
-//!   tensor names → our model.
-//! - `file` (feature `std`): memory-mapped loading and atomic writes.
+//! - `file`, `torch`, `convert` (feature `std`): memory-mapped loading and atomic writes;
+//!   `torch.save` files (zip crate + bounded pickle reader); the authors' official tensor names →
+//!   our model.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -20,6 +22,7 @@ extern crate std;
 
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "std")]
 pub mod convert;
 pub mod dtype;
 #[cfg(feature = "std")]
@@ -28,14 +31,16 @@ pub mod graph;
 pub mod grow;
 pub mod init;
 pub mod kernels;
+pub mod layout;
 pub mod model;
 pub mod ops;
 pub mod quant;
 pub mod sample;
 pub mod session;
+#[cfg(feature = "std")]
 pub mod torch;
 
-pub use checkpoint::{Dtype, LoadError};
+pub use checkpoint::LoadError;
 pub use config::{Config, ConfigError, Norm};
 pub use dtype::DType;
 pub use model::{Matrix, Model};

@@ -1,11 +1,13 @@
-//! Model weights and the tensor names of our checkpoint format, defined in one place.
+//! Model weights, assembled from and viewed as the tensors of [`crate::layout`].
 
 use crate::config::{Config, ConfigError, PattentionKind};
+use crate::dtype::DType;
 use crate::graph::Proj;
+use crate::layout;
+pub use crate::layout::{tensor_specs, tensor_specs_iter, Role, TensorSpec};
 use crate::ops::rotary::RopeTable;
 use crate::quant::{self, BlockQ4_0, BlockQ8_0, Format, QK};
 use alloc::borrow::Cow;
-use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -142,7 +144,7 @@ impl<'a> Matrix<'a> {
 /// Values are [n, d_out] in f32, as the checkpoint names them. Quantized values are stored
 /// transposed, [d_out, n], so that both products of decoding are row dot products over
 /// streamed blocks: scores = K_P·x, then out = V_Pᵀ·Θ(scores).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PattentionWeights<'a> {
     pub keys: Matrix<'a>,
     pub values: Matrix<'a>,
@@ -154,12 +156,7 @@ impl PattentionWeights<'_> {
     }
 }
 
-/// Whether a tensor of this role is stored transposed when quantized.
-pub fn transposed_when_quantized(role: Role) -> bool {
-    matches!(role, Role::Values(..))
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LayerWeights<'a> {
     pub q: PattentionWeights<'a>,
     pub k: PattentionWeights<'a>,
@@ -176,6 +173,16 @@ impl<'a> LayerWeights<'a> {
             Proj::V => &self.v,
             Proj::O => &self.o,
             Proj::Ffn => &self.ffn,
+        }
+    }
+
+    pub fn get_mut(&mut self, p: Proj) -> &mut PattentionWeights<'a> {
+        match p {
+            Proj::Q => &mut self.q,
+            Proj::K => &mut self.k,
+            Proj::V => &mut self.v,
+            Proj::O => &mut self.o,
+            Proj::Ffn => &mut self.ffn,
         }
     }
 }
@@ -208,7 +215,7 @@ pub enum ModelError {
     /// A tensor in a format its role cannot have (quantized norms, rows not whole blocks).
     Format {
         name: String,
-        format: Format,
+        format: DType,
         reason: &'static str,
     },
     /// `quantize` was given a model that is already quantized.
@@ -245,107 +252,27 @@ impl core::fmt::Display for ModelError {
     }
 }
 
-/// Which tensor of the model a name refers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Embedding,
-    Keys(usize, Proj),
-    Values(usize, Proj),
-    FinalNormWeight,
-    FinalNormBias,
-}
-
-/// A tensor the config calls for: its name in our checkpoints and its shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub role: Role,
-}
-
-impl TensorSpec {
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
-/// Every tensor of a model with this config, in file order:
-///
-/// | name | shape |
-/// |---|---|
-/// | `embedding` | [vocab_size, d] |
-/// | `layers.{i}.{q,k,v,o,ffn}.keys` | [n, d] |
-/// | `layers.{i}.{q,k,v,o,ffn}.values` | [n, d] |
-/// | `final_norm.weight`, `final_norm.bias` | [d] |
-pub fn tensor_specs(cfg: &Config) -> Vec<TensorSpec> {
-    tensor_specs_iter(cfg).collect()
-}
-
-/// Number of tensors a model with this config has, without building their names.
-pub fn tensor_count(cfg: &Config) -> Option<usize> {
-    cfg.n_layers
-        .checked_mul(2 * Proj::ALL.len())?
-        .checked_add(3)
-}
-
-/// The specs of `tensor_specs`, generated lazily: a loader can stop at the first missing tensor
-/// without materialising millions of names for a hostile config.
-pub fn tensor_specs_iter(cfg: &Config) -> impl Iterator<Item = TensorSpec> + '_ {
-    let d = cfg.d_model;
-    let embedding = TensorSpec {
-        name: "embedding".into(),
-        shape: vec![cfg.vocab_size, d],
-        role: Role::Embedding,
-    };
-    let layers = (0..cfg.n_layers).flat_map(move |l| {
-        Proj::ALL.into_iter().flat_map(move |p| {
-            let n = cfg.tokens(p.kind());
-            [
-                TensorSpec {
-                    name: format!("layers.{l}.{}.keys", p.name()),
-                    shape: vec![n, d],
-                    role: Role::Keys(l, p),
-                },
-                TensorSpec {
-                    name: format!("layers.{l}.{}.values", p.name()),
-                    shape: vec![n, d],
-                    role: Role::Values(l, p),
-                },
-            ]
-        })
-    });
-    let norms = [
-        TensorSpec {
-            name: "final_norm.weight".into(),
-            shape: vec![d],
-            role: Role::FinalNormWeight,
-        },
-        TensorSpec {
-            name: "final_norm.bias".into(),
-            shape: vec![d],
-            role: Role::FinalNormBias,
-        },
-    ];
-    core::iter::once(embedding).chain(layers).chain(norms)
-}
-
 /// Why a matrix of this spec cannot be stored in `f` (None if it can).
-pub fn format_error(spec: &TensorSpec, f: Format) -> Option<&'static str> {
-    if f == Format::F32 {
+pub fn format_error(spec: &TensorSpec, f: DType) -> Option<&'static str> {
+    if f == DType::F32 {
         return None;
     }
-    if matches!(spec.role, Role::FinalNormWeight | Role::FinalNormBias) {
+    if spec.role.is_norm() {
         return Some("norms stay f32");
     }
-    let row = if transposed_when_quantized(spec.role) {
-        spec.shape[0]
-    } else {
-        spec.shape[1]
-    };
-    if row % QK != 0 {
+    if !spec
+        .stored_rows_cols()
+        .1
+        .is_multiple_of(f.info().block_values)
+    {
         return Some("its stored rows are not a whole number of 32-value blocks");
     }
     None
+}
+
+/// The element type of a matrix format.
+fn dtype(f: Format) -> DType {
+    DType::parse(f.name()).unwrap_or(DType::F32)
 }
 
 impl<'a> Model<'a> {
@@ -361,88 +288,101 @@ impl<'a> Model<'a> {
         tensors: Vec<Matrix<'a>>,
     ) -> Result<Model<'a>, ModelError> {
         config.validate().map_err(ModelError::Config)?;
-        let specs = tensor_specs(&config);
-        if specs.len() != tensors.len() {
+        let expected = layout::count(config.n_layers).unwrap_or(usize::MAX);
+        if expected != tensors.len() {
             return Err(ModelError::TensorCount {
-                expected: specs.len(),
+                expected,
                 got: tensors.len(),
             });
         }
-        for (s, t) in specs.iter().zip(&tensors) {
-            if let Some(reason) = format_error(s, t.format()) {
+        let mut model = Model {
+            embedding: Matrix::default(),
+            layers: vec![LayerWeights::default(); config.n_layers],
+            final_norm_weight: Cow::Borrowed(&[]),
+            final_norm_bias: Cow::Borrowed(&[]),
+            rope: RopeTable::new(config.rotary_dims(), config.rotary_base),
+            config,
+        };
+        for (s, t) in tensor_specs_iter(&model.config.clone()).zip(tensors) {
+            let format = dtype(t.format());
+            if let Some(reason) = format_error(&s, format) {
                 return Err(ModelError::Format {
-                    name: s.name.clone(),
-                    format: t.format(),
+                    name: s.name,
+                    format,
                     reason,
                 });
             }
             if s.numel() != t.len() {
                 return Err(ModelError::Length {
-                    name: s.name.clone(),
                     expected: s.numel(),
+                    name: s.name,
                     got: t.len(),
                 });
             }
+            match (s.role, t) {
+                (Role::FinalNormWeight, Matrix::F32(w)) => model.final_norm_weight = w,
+                (Role::FinalNormBias, Matrix::F32(w)) => model.final_norm_bias = w,
+                (r, t) => {
+                    if let Some(m) = model.matrix_mut(r) {
+                        *m = t;
+                    }
+                }
+            }
         }
-        let mut it = tensors.into_iter();
-        let mut next = || it.next().unwrap_or_default();
-        let embedding = next();
-        let mut layers = Vec::with_capacity(config.n_layers);
-        for _ in 0..config.n_layers {
-            let mut pw = || PattentionWeights {
-                keys: next(),
-                values: next(),
-            };
-            let (q, k, v, o, ffn) = (pw(), pw(), pw(), pw(), pw());
-            layers.push(LayerWeights { q, k, v, o, ffn });
+        Ok(model)
+    }
+
+    /// The embedding, key or value matrix of `role` (None for the norms).
+    fn matrix_mut(&mut self, role: Role) -> Option<&mut Matrix<'a>> {
+        match role {
+            Role::Embedding => Some(&mut self.embedding),
+            Role::Keys(l, p) => Some(&mut self.layers.get_mut(l)?.get_mut(p).keys),
+            Role::Values(l, p) => Some(&mut self.layers.get_mut(l)?.get_mut(p).values),
+            Role::FinalNormWeight | Role::FinalNormBias => None,
         }
-        let f32_of = |m: Matrix<'a>| match m {
-            Matrix::F32(w) => w,
-            _ => Cow::Borrowed(&[][..]), // refused by format_error above
-        };
-        let final_norm_weight = f32_of(next());
-        let final_norm_bias = f32_of(next());
-        let rope = RopeTable::new(config.rotary_dims(), config.rotary_base);
-        Ok(Model {
-            config,
-            embedding,
-            layers,
-            final_norm_weight,
-            final_norm_bias,
-            rope,
-        })
+    }
+
+    fn matrix(&self, role: Role) -> Option<&Matrix<'a>> {
+        match role {
+            Role::Embedding => Some(&self.embedding),
+            Role::Keys(l, p) => Some(&self.layers.get(l)?.get(p).keys),
+            Role::Values(l, p) => Some(&self.layers.get(l)?.get(p).values),
+            Role::FinalNormWeight | Role::FinalNormBias => None,
+        }
+    }
+
+    /// The tensor of `role` as a borrowed view.
+    pub fn tensor(&self, role: Role) -> Matrix<'_> {
+        match role {
+            Role::FinalNormWeight => Matrix::F32(Cow::Borrowed(&self.final_norm_weight)),
+            Role::FinalNormBias => Matrix::F32(Cow::Borrowed(&self.final_norm_bias)),
+            r => self.matrix(r).map(Matrix::view).unwrap_or_default(),
+        }
     }
 
     /// The tensors in `tensor_specs` order, as borrowed views (for writing checkpoints and
     /// comparing models); quantized values are transposed (see [`PattentionWeights`]).
     pub fn tensors(&self) -> Vec<Matrix<'_>> {
-        let mut v: Vec<Matrix<'_>> = self.matrices().into_iter().map(Matrix::view).collect();
-        v.push(Matrix::F32(Cow::Borrowed(&self.final_norm_weight)));
-        v.push(Matrix::F32(Cow::Borrowed(&self.final_norm_bias)));
-        v
+        layout::roles(self.config.n_layers)
+            .map(|r| self.tensor(r))
+            .collect()
     }
 
-    /// The embedding and every key and value matrix.
+    /// The embedding and every key and value matrix, in layout order.
     fn matrices(&self) -> Vec<&Matrix<'a>> {
-        let mut v = vec![&self.embedding];
-        for l in &self.layers {
-            for p in Proj::ALL {
-                v.push(&l.get(p).keys);
-                v.push(&l.get(p).values);
-            }
-        }
-        v
+        layout::roles(self.config.n_layers)
+            .filter_map(|r| self.matrix(r))
+            .collect()
     }
 
     /// Every tensor as f32 in `tensor_specs` order and logical layout (values [n, d]),
     /// dequantizing quantized ones.
     pub fn tensors_f32(&self) -> Vec<Vec<f32>> {
-        tensor_specs(&self.config)
-            .iter()
-            .zip(self.tensors())
-            .map(|(spec, m)| {
+        tensor_specs_iter(&self.config)
+            .map(|spec| {
+                let m = self.tensor(spec.role);
                 let x = m.to_f32();
-                if m.format() != Format::F32 && transposed_when_quantized(spec.role) {
+                if m.format() != Format::F32 && spec.role.transposed_when_quantized() {
                     transpose(&x, spec.shape[1], spec.shape[0])
                 } else {
                     x
@@ -520,9 +460,9 @@ impl<'a> Model<'a> {
             } else {
                 layers
             };
-            let q = if format_error(spec, f).is_some() {
+            let q = if format_error(spec, dtype(f)).is_some() {
                 Matrix::F32(Cow::Owned(x.to_vec()))
-            } else if f != Format::F32 && transposed_when_quantized(spec.role) {
+            } else if f != Format::F32 && spec.role.transposed_when_quantized() {
                 Matrix::quantize(&transpose(x, spec.shape[0], spec.shape[1]), f)
             } else {
                 Matrix::quantize(x, f)

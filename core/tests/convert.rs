@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use tokenformer_core::config::Norm;
 use tokenformer_core::convert::{self, ConvertError, Hyper};
 use tokenformer_core::session::log_softmax;
-use tokenformer_core::torch::{self, PickleError, StorageType, TensorView, TorchError, ZipError};
+use tokenformer_core::torch::{self, PickleError, TensorView, TorchError, ZipError};
+use tokenformer_core::DType;
 use tokenformer_core::{Model, Session};
 use torch_writer::{official, pickle, torch_file, zip, Geometry};
 
@@ -77,7 +78,7 @@ fn torch_save_fixture_matches_pytorch_logprobs() {
         let bytes = fixture(file);
         let views = torch::read(&bytes).unwrap();
         if file.contains("mixed") {
-            for t in [StorageType::F32, StorageType::F16, StorageType::BF16] {
+            for t in [DType::F32, DType::F16, DType::BF16] {
                 assert!(views.iter().any(|v| v.dtype == t), "{t:?}");
             }
         }
@@ -167,7 +168,7 @@ fn safetensors_with_official_names_converts_to_the_same_model() {
     );
     assert!(diff <= TOL, "{diff:e}");
     // Our own checkpoints are recognised, not misread.
-    let ours = tokenformer_core::checkpoint::to_bytes(&from_bin, tokenformer_core::Dtype::F32);
+    let ours = tokenformer_core::checkpoint::to_bytes(&from_bin, tokenformer_core::DType::F32);
     assert_eq!(
         convert::read_official(&ours).unwrap_err(),
         ConvertError::AlreadyConverted
@@ -245,7 +246,7 @@ fn convert_bytes(bytes: &[u8]) -> Result<(), ConvertError> {
 
 /// Rebuild a zip with one entry's data replaced (CRCs recomputed).
 fn replace_entry(bytes: &[u8], name_suffix: &str, f: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
-    let entries = torch::zip::read(bytes).unwrap();
+    let entries = torch::entries(bytes).unwrap();
     let edited: Vec<(String, Vec<u8>)> = entries
         .iter()
         .map(|e| {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use tokenformer_core::checkpoint::{load, to_bytes, LoadError, QUANT_KEY};
 use tokenformer_core::session::log_softmax;
-use tokenformer_core::{init, Config, Dtype, Format, Matrix, Model, Rng, Session};
+use tokenformer_core::{init, Config, DType, Format, Matrix, Model, Rng, Session};
 
 /// A small model whose every matrix has whole 32-value rows (so all of it quantizes).
 fn small() -> Config {
@@ -172,8 +172,8 @@ fn quantized_checkpoints_round_trip_and_borrow() {
     let m = init::init(small(), 5).unwrap();
     for f in [Format::Q8_0, Format::Q4_0] {
         let q = m.quantize(f, Format::Q8_0).unwrap();
-        let bytes = to_bytes(&q, Dtype::F32);
-        let f32_size = to_bytes(&m, Dtype::F32).len();
+        let bytes = to_bytes(&q, DType::F32);
+        let f32_size = to_bytes(&m, DType::F32).len();
         println!("{f}: {} bytes vs {} f32", bytes.len(), f32_size);
         let buf = aligned(&bytes);
         let back = load(as_bytes(&buf, bytes.len())).unwrap();
@@ -228,7 +228,7 @@ fn quant_meta(
 fn malformed_quantized_checkpoints_are_refused() {
     let m = init::init(small(), 6).unwrap();
     let q = m.quantize(Format::Q8_0, Format::Q8_0).unwrap();
-    let bytes = to_bytes(&q, Dtype::F32);
+    let bytes = to_bytes(&q, DType::F32);
     let edited = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
         let (mut h, data) = split(&bytes);
         f(&mut h);

@@ -16,7 +16,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use tokenformer_core::file::{save, ModelFile};
-use tokenformer_core::Dtype;
+use tokenformer_core::DType;
 
 pub const MODEL_FILE: &str = "model.safetensors";
 const ADAM_M: &str = "adam_m.safetensors";
@@ -109,7 +109,7 @@ pub fn stage<B: Backend>(
         let model = p
             .to_model(be)
             .map_err(|e| CheckpointError::Invalid(path.clone(), e.to_string()))?;
-        save(&path, &model, Dtype::F32, &[("role", role)]).map_err(io_err(&path))
+        save(&path, &model, DType::F32, &[("role", role)]).map_err(io_err(&path))
     };
     write_params(MODEL_FILE, &trainer.params, "model")?;
     write_params(ADAM_M, &trainer.moments.m, "adam_m")?;

@@ -1,9 +1,9 @@
-//! Trainable parameters on a backend, in core's tensor order (`tokenformer_core::model::tensor_specs`),
+//! Trainable parameters on a backend, in core's tensor order (`tokenformer_core::layout`),
 //! so checkpoints, growth and the optimizer all index tensors the same way.
 
 use crate::backend::Backend;
 use std::borrow::Cow;
-use tokenformer_core::graph::Proj;
+use tokenformer_core::layout;
 use tokenformer_core::model::{tensor_specs, Model, ModelError, Role, TensorSpec};
 use tokenformer_core::Config;
 
@@ -15,14 +15,7 @@ pub struct Params<B: Backend> {
 
 /// Index of a tensor in `tensor_specs` order.
 pub fn index(cfg: &Config, role: Role) -> usize {
-    let proj = |p: Proj| Proj::ALL.iter().position(|&q| q == p).unwrap_or(0);
-    match role {
-        Role::Embedding => 0,
-        Role::Keys(l, p) => 1 + 2 * (l * Proj::ALL.len() + proj(p)),
-        Role::Values(l, p) => 2 + 2 * (l * Proj::ALL.len() + proj(p)),
-        Role::FinalNormWeight => 1 + 2 * cfg.n_layers * Proj::ALL.len(),
-        Role::FinalNormBias => 2 + 2 * cfg.n_layers * Proj::ALL.len(),
-    }
+    layout::index(cfg.n_layers, role)
 }
 
 impl<B: Backend> Params<B> {

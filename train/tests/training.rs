@@ -468,7 +468,7 @@ fn grown_checkpoint_trains_on_and_loss_keeps_falling() {
     let grown = grow(&small, targets, Init::Zero, Scale::Keep, 1).unwrap();
     // Through a file, as `grow` then `train --from` do.
     let path = dir.path().join("grown.safetensors");
-    tokenformer_core::file::save(&path, &grown, tokenformer_core::Dtype::F32, &[]).unwrap();
+    tokenformer_core::file::save(&path, &grown, tokenformer_core::DType::F32, &[]).unwrap();
     let file = ModelFile::open(&path).unwrap();
     let loaded = file.model().unwrap();
     assert_eq!(loaded.config.ffn_tokens, 128);

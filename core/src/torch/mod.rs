@@ -1,24 +1,110 @@
 //! Reading `torch.save` state dicts (`pytorch_model.bin`) without Python.
 //!
-//! A torch.save file is a zip archive (`zip`) holding `{archive}/data.pkl`, a pickle of the state
-//! dict (`pickle`), and one entry `{archive}/data/{key}` per storage with its raw little-endian
-//! bytes. This module joins the two: every tensor becomes a [`TensorView`], a strided view of a
-//! storage's bytes whose extent has been checked against the storage.
+//! A torch.save file is a zip archive (read by the `zip` crate) holding `{archive}/data.pkl`, a
+//! pickle of the state dict (`pickle`), and one STORED entry `{archive}/data/{key}` per storage
+//! with its raw little-endian bytes, borrowed in place from the memory map at the offset the
+//! archive gives. Every tensor becomes a [`TensorView`], a strided view of a storage's bytes
+//! whose extent has been checked against the storage.
 
 pub mod pickle;
-pub mod zip;
 
-use crate::checkpoint::{decode, Dtype};
+use crate::checkpoint::container::{decode, is_float, read as read_element};
+use crate::dtype::DType;
 use crate::model::Weight;
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
-pub use pickle::{PickleError, StorageType};
-pub use zip::ZipError;
+pub use pickle::PickleError;
+
+/// Why the zip container was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ZipError {
+    /// The zip crate refused the archive (truncated, not a zip, corrupt directory).
+    Archive(String),
+    /// An entry torch.save does not write (compressed or encrypted), or one outside the file.
+    Unsupported { name: String, reason: &'static str },
+    Crc {
+        name: String,
+        expected: u32,
+        got: u32,
+    },
+}
+
+impl fmt::Display for ZipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZipError::Archive(e) => write!(f, "not a readable torch.save zip: {e}"),
+            ZipError::Unsupported { name, reason } => write!(f, "zip entry `{name}`: {reason}"),
+            ZipError::Crc { name, expected, got } => write!(
+                f,
+                "zip entry `{name}` has CRC-32 {got:08x}, the directory records {expected:08x}: the file is corrupt"
+            ),
+        }
+    }
+}
+
+/// One stored file of the archive, borrowed from the archive's bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub name: String,
+    pub data: &'a [u8],
+    /// CRC-32 recorded in the central directory.
+    pub crc32: u32,
+}
+
+impl Entry<'_> {
+    /// Compare the data's CRC-32 with the recorded one.
+    pub fn verify_crc(&self) -> Result<(), ZipError> {
+        let got = crc32fast::hash(self.data);
+        if got != self.crc32 {
+            return Err(ZipError::Crc {
+                name: self.name.clone(),
+                expected: self.crc32,
+                got,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The entries of a zip archive, read in place: the crate parses the directories and finds where
+/// each entry's data starts; entries must be STORED (what torch.save writes), so their bytes are
+/// the file's own.
+pub fn entries(bytes: &[u8]) -> Result<Vec<Entry<'_>>, ZipError> {
+    let archive = |e: zip::result::ZipError| ZipError::Archive(e.to_string());
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(archive)?;
+    (0..zip.len())
+        .map(|i| {
+            let f = zip.by_index_raw(i).map_err(archive)?;
+            let unsupported = |reason| ZipError::Unsupported {
+                name: f.name().to_string(),
+                reason,
+            };
+            if f.encrypted() || f.compression() != zip::CompressionMethod::Stored {
+                return Err(unsupported(
+                    "is compressed or encrypted; torch.save writes stored entries only",
+                ));
+            }
+            if f.size() != f.compressed_size() {
+                return Err(unsupported("is stored with two different sizes"));
+            }
+            let data = usize::try_from(f.data_start())
+                .ok()
+                .zip(usize::try_from(f.size()).ok())
+                .and_then(|(start, n)| bytes.get(start..start.checked_add(n)?))
+                .ok_or_else(|| unsupported("runs past the end of the file (truncated?)"))?;
+            Ok(Entry {
+                name: f.name().to_string(),
+                data,
+                crc32: f.crc32(),
+            })
+        })
+        .collect()
+}
 
 /// Why a torch.save file was refused.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,7 +145,7 @@ pub enum TorchError {
     },
     UnsupportedDtype {
         name: String,
-        dtype: &'static str,
+        dtype: DType,
     },
 }
 
@@ -96,7 +182,8 @@ impl fmt::Display for TorchError {
             ),
             UnsupportedDtype { name, dtype } => write!(
                 f,
-                "tensor `{name}` is stored as {dtype}; only FloatStorage, HalfStorage and BFloat16Storage (f32, f16, bf16) convert"
+                "tensor `{name}` is stored as {}; only FloatStorage, HalfStorage and BFloat16Storage (f32, f16, bf16) convert",
+                dtype.info().torch.unwrap_or(dtype.name())
             ),
         }
     }
@@ -118,7 +205,7 @@ impl From<PickleError> for TorchError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorView<'a> {
     pub name: String,
-    pub dtype: StorageType,
+    pub dtype: DType,
     pub shape: Vec<usize>,
     pub strides: Vec<usize>,
     /// Offset into the storage, in elements.
@@ -135,7 +222,7 @@ impl<'a> TensorView<'a> {
     /// Check that every element of the view lies inside `storage`.
     pub fn new(
         name: String,
-        dtype: StorageType,
+        dtype: DType,
         shape: Vec<usize>,
         strides: Vec<usize>,
         offset: usize,
@@ -146,7 +233,7 @@ impl<'a> TensorView<'a> {
             .iter()
             .try_fold(1usize, |a, &s| a.checked_mul(s))
             .ok_or_else(over)?;
-        let has = (storage.len() / dtype.size()) as u64;
+        let has = (storage.len() / dtype.bytes_for(1)) as u64;
         if numel > 0 {
             // The last element a view touches: offset + Σ (size_i − 1)·stride_i.
             let last = shape
@@ -177,7 +264,7 @@ impl<'a> TensorView<'a> {
     /// A packed row-major view (safetensors tensors).
     pub fn packed(
         name: String,
-        dtype: StorageType,
+        dtype: DType,
         shape: Vec<usize>,
         bytes: &'a [u8],
     ) -> Result<TensorView<'a>, TorchError> {
@@ -201,18 +288,14 @@ impl<'a> TensorView<'a> {
     /// The elements in row-major order as f32: borrowed from the storage when they are packed,
     /// aligned f32, gathered through the strides otherwise.
     pub fn to_f32(&self) -> Result<Weight<'a>, TorchError> {
-        let dtype = match self.dtype {
-            StorageType::F32 => Dtype::F32,
-            StorageType::F16 => Dtype::F16,
-            StorageType::BF16 => Dtype::BF16,
-            other => {
-                return Err(TorchError::UnsupportedDtype {
-                    name: self.name.clone(),
-                    dtype: other.class(),
-                })
-            }
-        };
-        let es = dtype.size();
+        let dtype = self.dtype;
+        if !is_float(dtype) {
+            return Err(TorchError::UnsupportedDtype {
+                name: self.name.clone(),
+                dtype,
+            });
+        }
+        let es = dtype.bytes_for(1);
         let n = self.numel();
         if n == 0 {
             return Ok(Cow::Owned(Vec::new()));
@@ -227,7 +310,7 @@ impl<'a> TensorView<'a> {
         let mut idx = vec![0usize; rank];
         let mut at = self.offset;
         for _ in 0..n {
-            out.push(dtype.read(&self.storage[at * es..(at + 1) * es]));
+            out.push(read_element(dtype, &self.storage[at * es..(at + 1) * es]));
             // Odometer over the shape, moving `at` by the strides.
             for d in (0..rank).rev() {
                 // Wrapping: a size-1 dimension may carry any stride; `at` returns in range.
@@ -260,10 +343,10 @@ pub fn read(bytes: &[u8]) -> Result<Vec<TensorView<'_>>, TorchError> {
 
 /// `read` with the CRC check optional (fuzzing reaches past it only when it is off).
 pub fn read_with(bytes: &[u8], verify_crc: bool) -> Result<Vec<TensorView<'_>>, TorchError> {
-    let entries = match zip::read(bytes) {
+    let entries = match entries(bytes) {
         Ok(e) => e,
-        // Protocol-2 pickle magic at byte 0 and no zip directory: the pre-1.6 format.
-        Err(ZipError::NoEndRecord { .. }) if bytes.starts_with(&[0x80, 0x02]) => {
+        // Protocol-2 pickle magic at byte 0 and no zip: the pre-1.6 format.
+        Err(ZipError::Archive(_)) if bytes.starts_with(&[0x80, 0x02]) => {
             return Err(TorchError::Legacy)
         }
         Err(e) => return Err(e.into()),
@@ -279,7 +362,8 @@ pub fn read_with(bytes: &[u8], verify_crc: bool) -> Result<Vec<TensorView<'_>>, 
         return Err(TorchError::NoDataPkl);
     }
     let prefix = &pkl.name[..pkl.name.len() - "data.pkl".len()];
-    let by_name: BTreeMap<&str, &zip::Entry<'_>> = entries.iter().map(|e| (e.name, e)).collect();
+    let by_name: BTreeMap<&str, &Entry<'_>> =
+        entries.iter().map(|e| (e.name.as_str(), e)).collect();
     if let Some(order) = by_name.get(format!("{prefix}byteorder").as_str()) {
         if order.data != b"little" {
             return Err(TorchError::ByteOrder(
@@ -311,7 +395,7 @@ pub fn read_with(bytes: &[u8], verify_crc: bool) -> Result<Vec<TensorView<'_>>, 
                     tensor: name.clone(),
                     key: s.key.clone(),
                 })?;
-            let expected = s.numel.checked_mul(s.dtype.size() as u64);
+            let expected = s.numel.checked_mul(s.dtype.bytes_for(1) as u64);
             if expected != Some(entry.data.len() as u64) {
                 return Err(TorchError::StorageSize {
                     key: s.key.clone(),

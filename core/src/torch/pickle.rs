@@ -7,6 +7,7 @@
 //! never runs anything. Memory is bounded by the input: every value created or copied is charged
 //! to a budget proportional to the pickle's length, and containers nest at most `MAX_DEPTH` deep.
 
+use crate::dtype::DType;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -18,62 +19,10 @@ pub const MAX_DEPTH: u8 = 32;
 const BUDGET_PER_BYTE: usize = 8;
 const BUDGET_BASE: usize = 1 << 12;
 
-/// Element types of torch's typed storages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StorageType {
-    F32,
-    F16,
-    BF16,
-    F64,
-    I64,
-    I32,
-    I16,
-    I8,
-    U8,
-    Bool,
-}
-
-impl StorageType {
-    const ALL: [(StorageType, &'static str); 10] = [
-        (StorageType::F32, "FloatStorage"),
-        (StorageType::F16, "HalfStorage"),
-        (StorageType::BF16, "BFloat16Storage"),
-        (StorageType::F64, "DoubleStorage"),
-        (StorageType::I64, "LongStorage"),
-        (StorageType::I32, "IntStorage"),
-        (StorageType::I16, "ShortStorage"),
-        (StorageType::I8, "CharStorage"),
-        (StorageType::U8, "ByteStorage"),
-        (StorageType::Bool, "BoolStorage"),
-    ];
-
-    /// The torch class name, e.g. `FloatStorage`.
-    pub fn class(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(t, _)| *t == self)
-            .map_or("", |x| x.1)
-    }
-
-    fn from_class(name: &str) -> Option<StorageType> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|x| x.0)
-    }
-
-    pub fn size(self) -> usize {
-        use StorageType::*;
-        match self {
-            F64 | I64 => 8,
-            F32 | I32 => 4,
-            F16 | BF16 | I16 => 2,
-            I8 | U8 | Bool => 1,
-        }
-    }
-}
-
 /// A storage named by a persistent id: its bytes are the zip entry `{archive}/data/{key}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Storage {
-    pub dtype: StorageType,
+    pub dtype: DType,
     pub key: String,
     pub location: String,
     /// Elements the storage holds, as recorded in the pickle.
@@ -95,7 +44,7 @@ pub enum Global {
     OrderedDict,
     RebuildTensorV2,
     RebuildParameter,
-    Storage(StorageType),
+    Storage(DType),
 }
 
 impl Global {
@@ -104,7 +53,7 @@ impl Global {
             ("collections", "OrderedDict") => Some(Global::OrderedDict),
             ("torch._utils", "_rebuild_tensor_v2") => Some(Global::RebuildTensorV2),
             ("torch._utils", "_rebuild_parameter") => Some(Global::RebuildParameter),
-            ("torch", n) => StorageType::from_class(n).map(Global::Storage),
+            ("torch", n) => DType::from_torch_class(n).map(Global::Storage),
             _ => None,
         }
     }
@@ -233,79 +182,107 @@ pub enum PickleError {
     DuplicateKey(String),
 }
 
-/// Pickle opcode names, for errors that name what was refused.
+macro_rules! opcodes {
+    ($($name:ident = $byte:literal,)*) => {
+        /// Every pickle opcode of protocols 0 to 5, so that an error names even one this reader
+        /// refuses; `Machine::run` executes the few a state dict needs.
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum OpCode {
+            $($name,)*
+        }
+
+        impl OpCode {
+            pub fn from_byte(b: u8) -> Option<OpCode> {
+                match b {
+                    $($byte => Some(OpCode::$name),)*
+                    _ => None,
+                }
+            }
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(OpCode::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+opcodes! {
+    MARK = b'(',
+    STOP = b'.',
+    POP = b'0',
+    POP_MARK = b'1',
+    DUP = b'2',
+    FLOAT = b'F',
+    INT = b'I',
+    BININT = b'J',
+    BININT1 = b'K',
+    LONG = b'L',
+    BININT2 = b'M',
+    NONE = b'N',
+    PERSID = b'P',
+    BINPERSID = b'Q',
+    REDUCE = b'R',
+    STRING = b'S',
+    BINSTRING = b'T',
+    SHORT_BINSTRING = b'U',
+    UNICODE = b'V',
+    BINUNICODE = b'X',
+    APPEND = b'a',
+    BUILD = b'b',
+    GLOBAL = b'c',
+    DICT = b'd',
+    EMPTY_DICT = b'}',
+    APPENDS = b'e',
+    GET = b'g',
+    BINGET = b'h',
+    INST = b'i',
+    LONG_BINGET = b'j',
+    LIST = b'l',
+    EMPTY_LIST = b']',
+    OBJ = b'o',
+    PUT = b'p',
+    BINPUT = b'q',
+    LONG_BINPUT = b'r',
+    SETITEM = b's',
+    TUPLE = b't',
+    EMPTY_TUPLE = b')',
+    SETITEMS = b'u',
+    BINFLOAT = b'G',
+    PROTO = 0x80,
+    NEWOBJ = 0x81,
+    EXT1 = 0x82,
+    EXT2 = 0x83,
+    EXT4 = 0x84,
+    TUPLE1 = 0x85,
+    TUPLE2 = 0x86,
+    TUPLE3 = 0x87,
+    NEWTRUE = 0x88,
+    NEWFALSE = 0x89,
+    LONG1 = 0x8a,
+    LONG4 = 0x8b,
+    BINBYTES = b'B',
+    SHORT_BINBYTES = b'C',
+    SHORT_BINUNICODE = 0x8c,
+    BINUNICODE8 = 0x8d,
+    BINBYTES8 = 0x8e,
+    EMPTY_SET = 0x8f,
+    ADDITEMS = 0x90,
+    FROZENSET = 0x91,
+    NEWOBJ_EX = 0x92,
+    STACK_GLOBAL = 0x93,
+    MEMOIZE = 0x94,
+    FRAME = 0x95,
+    BYTEARRAY8 = 0x96,
+    NEXT_BUFFER = 0x97,
+    READONLY_BUFFER = 0x98,
+}
+
+/// The opcode's name, for errors.
 fn opcode_name(op: u8) -> &'static str {
-    match op {
-        b'(' => "MARK",
-        b'.' => "STOP",
-        b'0' => "POP",
-        b'1' => "POP_MARK",
-        b'2' => "DUP",
-        b'F' => "FLOAT",
-        b'I' => "INT",
-        b'J' => "BININT",
-        b'K' => "BININT1",
-        b'L' => "LONG",
-        b'M' => "BININT2",
-        b'N' => "NONE",
-        b'P' => "PERSID",
-        b'Q' => "BINPERSID",
-        b'R' => "REDUCE",
-        b'S' => "STRING",
-        b'T' => "BINSTRING",
-        b'U' => "SHORT_BINSTRING",
-        b'V' => "UNICODE",
-        b'X' => "BINUNICODE",
-        b'a' => "APPEND",
-        b'b' => "BUILD",
-        b'c' => "GLOBAL",
-        b'd' => "DICT",
-        b'}' => "EMPTY_DICT",
-        b'e' => "APPENDS",
-        b'g' => "GET",
-        b'h' => "BINGET",
-        b'i' => "INST",
-        b'j' => "LONG_BINGET",
-        b'l' => "LIST",
-        b']' => "EMPTY_LIST",
-        b'o' => "OBJ",
-        b'p' => "PUT",
-        b'q' => "BINPUT",
-        b'r' => "LONG_BINPUT",
-        b's' => "SETITEM",
-        b't' => "TUPLE",
-        b')' => "EMPTY_TUPLE",
-        b'u' => "SETITEMS",
-        b'G' => "BINFLOAT",
-        0x80 => "PROTO",
-        0x81 => "NEWOBJ",
-        0x82 => "EXT1",
-        0x83 => "EXT2",
-        0x84 => "EXT4",
-        0x85 => "TUPLE1",
-        0x86 => "TUPLE2",
-        0x87 => "TUPLE3",
-        0x88 => "NEWTRUE",
-        0x89 => "NEWFALSE",
-        0x8a => "LONG1",
-        0x8b => "LONG4",
-        b'B' => "BINBYTES",
-        b'C' => "SHORT_BINBYTES",
-        0x8c => "SHORT_BINUNICODE",
-        0x8d => "BINUNICODE8",
-        0x8e => "BINBYTES8",
-        0x8f => "EMPTY_SET",
-        0x90 => "ADDITEMS",
-        0x91 => "FROZENSET",
-        0x92 => "NEWOBJ_EX",
-        0x93 => "STACK_GLOBAL",
-        0x94 => "MEMOIZE",
-        0x95 => "FRAME",
-        0x96 => "BYTEARRAY8",
-        0x97 => "NEXT_BUFFER",
-        0x98 => "READONLY_BUFFER",
-        _ => "not a pickle opcode",
-    }
+    OpCode::from_byte(op).map_or("not a pickle opcode", OpCode::name)
 }
 
 impl fmt::Display for PickleError {
@@ -678,30 +655,36 @@ impl<'a> Machine<'a> {
                 Err(_) => return Err(PickleError::NoStop),
             };
             self.op = op;
-            match op {
-                0x80 => {
+            let Some(code) = OpCode::from_byte(op) else {
+                return Err(PickleError::UnknownOpcode {
+                    opcode: op,
+                    offset: self.at,
+                });
+            };
+            match code {
+                OpCode::PROTO => {
                     let p = self.u8()?;
                     if !(2..=5).contains(&p) {
                         return Err(PickleError::UnsupportedProtocol(p));
                     }
                 }
-                0x95 => {
+                OpCode::FRAME => {
                     self.le::<8>()?; // FRAME: a length hint only
                 }
-                b'.' => {
+                OpCode::STOP => {
                     let v = self.pop()?;
                     return Ok(v);
                 }
-                b'(' => {
+                OpCode::MARK => {
                     self.charge(1)?;
                     self.marks.push(self.stack.len());
                 }
-                b')' => self.tuple(Vec::new())?,
-                b't' => {
+                OpCode::EMPTY_TUPLE => self.tuple(Vec::new())?,
+                OpCode::TUPLE => {
                     let items = self.pop_mark()?;
                     self.tuple(items)?
                 }
-                0x85..=0x87 => {
+                OpCode::TUPLE1 | OpCode::TUPLE2 | OpCode::TUPLE3 => {
                     let n = (op - 0x84) as usize;
                     let mut items = Vec::with_capacity(n);
                     for _ in 0..n {
@@ -710,16 +693,16 @@ impl<'a> Machine<'a> {
                     items.reverse();
                     self.tuple(items)?
                 }
-                b']' => self.push(Value::List(Seq {
+                OpCode::EMPTY_LIST => self.push(Value::List(Seq {
                     items: Vec::new(),
                     depth: 1,
                 }))?,
-                b'}' => self.push(Value::Dict(Seq {
+                OpCode::EMPTY_DICT => self.push(Value::Dict(Seq {
                     items: Vec::new(),
                     depth: 1,
                 }))?,
-                b'a' | b's' => {
-                    let n = if op == b'a' { 1 } else { 2 };
+                OpCode::APPEND | OpCode::SETITEM => {
+                    let n = if code == OpCode::APPEND { 1 } else { 2 };
                     let mut items = Vec::with_capacity(n);
                     for _ in 0..n {
                         items.push(self.pop()?);
@@ -727,26 +710,26 @@ impl<'a> Machine<'a> {
                     items.reverse();
                     self.extend_top(items)?
                 }
-                b'e' | b'u' => {
+                OpCode::APPENDS | OpCode::SETITEMS => {
                     let items = self.pop_mark()?;
                     self.extend_top(items)?
                 }
-                b'N' => self.push(Value::None)?,
-                0x88 => self.push(Value::Bool(true))?,
-                0x89 => self.push(Value::Bool(false))?,
-                b'J' => {
+                OpCode::NONE => self.push(Value::None)?,
+                OpCode::NEWTRUE => self.push(Value::Bool(true))?,
+                OpCode::NEWFALSE => self.push(Value::Bool(false))?,
+                OpCode::BININT => {
                     let v = i32::from_le_bytes(self.le()?);
                     self.push(Value::Int(v as i64))?
                 }
-                b'K' => {
+                OpCode::BININT1 => {
                     let v = self.u8()?;
                     self.push(Value::Int(v as i64))?
                 }
-                b'M' => {
+                OpCode::BININT2 => {
                     let v = u16::from_le_bytes(self.le()?);
                     self.push(Value::Int(v as i64))?
                 }
-                0x8a => {
+                OpCode::LONG1 => {
                     // LONG1: n bytes of little-endian two's complement; up to 8 fit an i64.
                     let n = self.u8()? as usize;
                     if n > 8 {
@@ -764,30 +747,30 @@ impl<'a> Machine<'a> {
                     }
                     self.push(Value::Int(i64::from_le_bytes(x)))?
                 }
-                b'G' => {
+                OpCode::BINFLOAT => {
                     let v = f64::from_be_bytes(self.le()?);
                     self.push(Value::Float(v))?
                 }
-                b'X' => {
+                OpCode::BINUNICODE => {
                     let n = u32::from_le_bytes(self.le()?) as usize;
                     self.string(n)?
                 }
-                0x8c => {
+                OpCode::SHORT_BINUNICODE => {
                     let n = self.u8()? as usize;
                     self.string(n)?
                 }
-                0x8d => {
+                OpCode::BINUNICODE8 => {
                     let n = u64::from_le_bytes(self.le()?);
                     let n = usize::try_from(n)
                         .map_err(|_| PickleError::Truncated { offset: self.pos })?;
                     self.string(n)?
                 }
-                b'c' => {
+                OpCode::GLOBAL => {
                     let module = self.line()?;
                     let name = self.line()?;
                     self.global(module, name)?
                 }
-                0x93 => {
+                OpCode::STACK_GLOBAL => {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     match (&module, &name) {
@@ -798,29 +781,29 @@ impl<'a> Machine<'a> {
                         _ => return Err(self.wrong("module and name strings", &module)),
                     }
                 }
-                b'q' => {
+                OpCode::BINPUT => {
                     let i = self.u8()? as u32;
                     self.memo_put(i)?
                 }
-                b'r' => {
+                OpCode::LONG_BINPUT => {
                     let i = u32::from_le_bytes(self.le()?);
                     self.memo_put(i)?
                 }
-                0x94 => {
+                OpCode::MEMOIZE => {
                     let i = u32::try_from(self.memo.len()).unwrap_or(u32::MAX);
                     self.memo_put(i)?
                 }
-                b'h' => {
+                OpCode::BINGET => {
                     let i = self.u8()? as u32;
                     self.memo_get(i)?
                 }
-                b'j' => {
+                OpCode::LONG_BINGET => {
                     let i = u32::from_le_bytes(self.le()?);
                     self.memo_get(i)?
                 }
-                b'Q' => self.persistent()?,
-                b'R' => self.reduce()?,
-                b'b' => {
+                OpCode::BINPERSID => self.persistent()?,
+                OpCode::REDUCE => self.reduce()?,
+                OpCode::BUILD => {
                     // BUILD on a state dict sets attributes such as `_metadata` (module versions):
                     // nothing a converter needs, so the state is checked to be data and dropped.
                     let state = self.pop()?;
@@ -920,7 +903,7 @@ mod tests {
             assert_eq!(d.len(), 1);
             let (name, t) = &d[0];
             assert_eq!(name, "w");
-            assert_eq!(t.storage.dtype, StorageType::F16);
+            assert_eq!(t.storage.dtype, DType::F16);
             assert_eq!((t.storage.key.as_str(), t.storage.numel), ("0", 8));
             assert_eq!(
                 (t.offset, &t.shape[..], &t.stride[..]),

@@ -6,7 +6,8 @@
 
 use std::fs;
 use std::path::Path;
-use tokenformer_core::checkpoint::{self, Dtype};
+use tokenformer_core::checkpoint;
+use tokenformer_core::DType;
 use tokenformer_core::config::{Config, Norm};
 use tokenformer_core::{init, Format};
 
@@ -77,9 +78,9 @@ fn main() {
 
     let mut seeds: Vec<(&str, Vec<u8>, bool)> = Vec::new();
     for (name, dtype) in [
-        ("valid_f32", Dtype::F32),
-        ("valid_f16", Dtype::F16),
-        ("valid_bf16", Dtype::BF16),
+        ("valid_f32", DType::F32),
+        ("valid_f16", DType::F16),
+        ("valid_bf16", DType::BF16),
     ] {
         seeds.push((name, checkpoint::to_bytes(&model, dtype), true));
     }
@@ -88,8 +89,8 @@ fn main() {
     let qmodel = init::init(quant_config(), 2).expect("quant seed config is valid");
     let q8 = qmodel.quantize(Format::Q8_0, Format::Q8_0).expect("f32 model");
     let q4 = qmodel.quantize(Format::Q4_0, Format::Q8_0).expect("f32 model");
-    let q4_bytes = checkpoint::to_bytes(&q4, Dtype::F32);
-    seeds.push(("valid_q8_0", checkpoint::to_bytes(&q8, Dtype::F32), true));
+    let q4_bytes = checkpoint::to_bytes(&q4, DType::F32);
+    seeds.push(("valid_q8_0", checkpoint::to_bytes(&q8, DType::F32), true));
     let (qjson, qdata) = split(&q4_bytes);
     seeds.push((
         "bad_quant_transposed",
@@ -101,7 +102,7 @@ fn main() {
     ));
     seeds.push(("valid_q4_0", q4_bytes.clone(), true));
 
-    let valid = checkpoint::to_bytes(&model, Dtype::F32);
+    let valid = checkpoint::to_bytes(&model, DType::F32);
     let (json, data) = split(&valid);
 
     // Cut inside the data, and inside the header.
