@@ -79,7 +79,7 @@ fn corrupt(mut m: Vec<u8>, header: usize, variant: &str) -> Vec<u8> {
             let i = m[8..header].iter().position(|&b| b == b':').unwrap() + 8;
             m[i] = b';';
         }
-        // The first tensor's data ends past the end of the file (header re-written, same length).
+        // The first tensor's data lies past the end of the file (header re-written, same length).
         "offset" => {
             let mut j: serde_json::Value = serde_json::from_slice(&m[8..header]).unwrap();
             let data = (m.len() - header) as u64;
@@ -90,7 +90,10 @@ fn corrupt(mut m: Vec<u8>, header: usize, variant: &str) -> Vec<u8> {
                 .find(|(k, _)| *k != "__metadata__")
                 .unwrap()
                 .1;
-            t["data_offsets"][1] = (data + 64).into();
+            for i in 0..2 {
+                let o = t["data_offsets"][i].as_u64().unwrap();
+                t["data_offsets"][i] = (o + data).into();
+            }
             let mut text = serde_json::to_vec(&j).unwrap();
             assert!(text.len() <= header - 8, "re-written header is longer");
             text.resize(header - 8, b' ');
