@@ -35,8 +35,11 @@ build() {
 # Run $WORK/$1.elf; its output goes to $WORK/$1.out, its exit status to $WORK/$1.rc.
 run() {
     local rc=0
+    # -icount shift=0: one instruction per virtual nanosecond, so the board's timer counts
+    # instructions (the firmware calibrates it against a loop of known length).
     timeout "$TIMEOUT" qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic \
-        -semihosting-config enable=on,target=native -kernel "$WORK/$1.elf" >"$WORK/$1.out" 2>&1 || rc=$?
+        -semihosting-config enable=on,target=native -icount shift=0 \
+        -kernel "$WORK/$1.elf" >"$WORK/$1.out" 2>&1 || rc=$?
     echo "$rc" >"$WORK/$1.rc"
     [ "$rc" -ne 124 ] || fail "$1: no exit within ${TIMEOUT}s (hang)"
 }
@@ -128,6 +131,13 @@ ctx = 10 + 64 - 1  # decode.rs: the prompt and the generated tokens but the last
 attn_avg = L * 2 * d * (ctx + 1) / 2  # scores and weighted sum over the positions so far
 macs = L * per_layer + V * d
 
+def instructions(out):
+    m = re.search(r"^timer_ticks: prompt (\d+) \((\d+) tokens\), decode (\d+) \((\d+) tokens\), "
+                  r"calibration (\d+) for (\d+) instructions", open(f"{work}/{out}.out").read(), re.M)
+    p, pn, dt, dn, cal, ci = map(int, m.groups())
+    per_tick = ci / cal
+    return p * per_tick / pn, dt * per_tick / dn, per_tick
+
 heap8, heap4 = field("q8_0", "heap_peak"), field("q4_0", "heap_peak")
 stack8 = field("q8_0", "stack_peak")
 print()
@@ -142,6 +152,10 @@ print(f"heap high-water mark: {heap8:,} bytes with Q8_0 ({model_bytes:,}-byte fi
       f"{'the same: RAM does not grow with the weights' if heap8 == heap4 else 'DIFFERENT'}")
 print(f"multiply-accumulates per token: {macs:,} in the Pattentions and logits "
       f"(+ {attn_avg:,.0f} in attention on average over the {ctx} positions)")
+for v in ("q8_0", "q4_0"):
+    pre, dec, per_tick = instructions(v)
+    print(f"instructions per token ({v}, QEMU -icount, {per_tick:.1f} per timer tick): "
+          f"{dec:,.0f} decoding ({dec / macs:.1f} per multiply-accumulate), {pre:,.0f} in the prompt block")
 print(f"host SIMD kernels ({simd_kernels}): {simd_ids}; first-step logits checksum {simd_sum}")
 if flash > goal:
     sys.exit("flash goal not met")

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         let table = token_bytes::token_bytes(&json)?;
         let table: Vec<&[u8]> = table.iter().map(Vec::as_slice).collect();
         let model = decode::load(&bytes).map_err(|e| e.to_string())?;
-        let out = decode::greedy(&model).map_err(|e| e.to_string())?;
+        let out = decode::greedy(&model, &|| 0).map_err(|e| e.to_string())?;
         let mut text = String::new();
         decode::print(&mut text, &out, &table).map_err(|e| e.to_string())?;
         Ok(text)

@@ -39,10 +39,13 @@ impl From<fmt::Error> for Error {
     }
 }
 
-/// The generated ids and the checksum of the logits after the prompt.
+/// The generated ids and the checksum of the logits after the prompt; the clock's ticks spent
+/// on the prompt block and on the other `GENERATE - 1` tokens.
 pub struct Decoded {
     pub ids: Vec<u32>,
     pub first_logits_fnv1a: u64,
+    pub prompt_ticks: u32,
+    pub decode_ticks: u32,
 }
 
 /// FNV-1a (64-bit) over the little-endian bit patterns of `x`.
@@ -58,10 +61,13 @@ pub fn load(bytes: &[u8]) -> Result<Model<'_>, Error> {
     checkpoint::load(bytes).map_err(Error::Load)
 }
 
-/// Greedy decoding of [`PROMPT`] for [`GENERATE`] tokens.
-pub fn greedy(model: &Model<'_>) -> Result<Decoded, Error> {
+/// Greedy decoding of [`PROMPT`] for [`GENERATE`] tokens, timed by `now` (a tick counter that
+/// counts up and may wrap).
+pub fn greedy(model: &Model<'_>, now: &dyn Fn() -> u32) -> Result<Decoded, Error> {
     let mut s = Session::with_context(model, CONTEXT);
+    let t0 = now();
     let mut logits = s.feed(PROMPT).map_err(Error::Session)?;
+    let t1 = now();
     let first_logits_fnv1a = fnv1a(&logits);
     let mut ids = Vec::with_capacity(GENERATE);
     loop {
@@ -75,6 +81,8 @@ pub fn greedy(model: &Model<'_>) -> Result<Decoded, Error> {
     Ok(Decoded {
         ids,
         first_logits_fnv1a,
+        prompt_ticks: t1.wrapping_sub(t0),
+        decode_ticks: now().wrapping_sub(t1),
     })
 }
 

@@ -102,6 +102,41 @@ fn stack_used() -> usize {
     high - p
 }
 
+/// The board's CMSDK APB timer 0, a 32-bit down-counter at the 25 MHz system clock, read as
+/// ticks counting up. Under QEMU's `-icount shift=0` (one instruction per virtual nanosecond)
+/// its ticks count instructions; [`calibrate`] measures how many per tick.
+mod timer {
+    const BASE: usize = 0x4000_0000;
+    const CTRL: *mut u32 = BASE as *mut u32;
+    const VALUE: *mut u32 = (BASE + 4) as *mut u32;
+    const RELOAD: *mut u32 = (BASE + 8) as *mut u32;
+
+    pub fn start() {
+        // SAFETY: the mps2-an386 memory map puts APB timer 0's registers at BASE.
+        unsafe {
+            RELOAD.write_volatile(u32::MAX);
+            VALUE.write_volatile(u32::MAX);
+            CTRL.write_volatile(1);
+        }
+    }
+
+    pub fn now() -> u32 {
+        // SAFETY: as in `start`.
+        u32::MAX - unsafe { VALUE.read_volatile() }
+    }
+
+    /// Ticks of a loop of exactly `2 · n` instructions (subs, bne).
+    pub fn calibrate(n: u32) -> u32 {
+        let t0 = now();
+        // SAFETY: a register-only countdown loop.
+        unsafe {
+            core::arch::asm!("1:", "subs {0}, {0}, #1", "bne 1b", inout(reg) n => _,
+                options(nomem, nostack));
+        }
+        now().wrapping_sub(t0)
+    }
+}
+
 /// Semihosting stdout as a `fmt::Write`.
 struct Host;
 impl Write for Host {
@@ -120,8 +155,20 @@ fn run() -> Result<(), decode::Error> {
         model.weight_bytes(),
         model.borrowed_bytes()
     );
-    let out = decode::greedy(&model)?;
+    timer::start();
+    let out = decode::greedy(&model, &timer::now)?;
     decode::print(&mut Host, &out, &TOKEN_BYTES)?;
+    const LOOP: u32 = 1_000_000;
+    let calib = timer::calibrate(LOOP);
+    hprintln!(
+        "timer_ticks: prompt {} ({} tokens), decode {} ({} tokens), calibration {} for {} instructions",
+        out.prompt_ticks,
+        decode::PROMPT.len(),
+        out.decode_ticks,
+        decode::GENERATE - 1,
+        calib,
+        2 * LOOP
+    );
     Ok(())
 }
 
