@@ -79,7 +79,8 @@ fn corrupt(mut m: Vec<u8>, header: usize, variant: &str) -> Vec<u8> {
             let i = m[8..header].iter().position(|&b| b == b':').unwrap() + 8;
             m[i] = b';';
         }
-        // The first tensor's data lies past the end of the file (header re-written, same length).
+        // The first tensor's data lies past the end of the file (the header re-written, padded
+        // to keep the data 8-aligned).
         "offset" => {
             let mut j: serde_json::Value = serde_json::from_slice(&m[8..header]).unwrap();
             let data = (m.len() - header) as u64;
@@ -95,9 +96,11 @@ fn corrupt(mut m: Vec<u8>, header: usize, variant: &str) -> Vec<u8> {
                 t["data_offsets"][i] = (o + data).into();
             }
             let mut text = serde_json::to_vec(&j).unwrap();
-            assert!(text.len() <= header - 8, "re-written header is longer");
-            text.resize(header - 8, b' ');
-            m[8..header].copy_from_slice(&text);
+            text.resize(text.len().next_multiple_of(8), b' ');
+            let mut out = (text.len() as u64).to_le_bytes().to_vec();
+            out.extend_from_slice(&text);
+            out.extend_from_slice(&m[header..]);
+            m = out;
         }
         // The last third of the file is missing.
         "truncate" => m.truncate(m.len() * 2 / 3),
