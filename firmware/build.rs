@@ -35,8 +35,8 @@ fn main() {
     fs::copy(dir.join("memory.x"), out.join("memory.x")).unwrap();
     println!("cargo:rustc-link-search={}", out.display());
 
-    let model = fs::read(&model_path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", model_path.display()));
+    let model =
+        fs::read(&model_path).unwrap_or_else(|e| panic!("reading {}: {e}", model_path.display()));
     let loaded = tokenformer_core::checkpoint::load(&model)
         .unwrap_or_else(|e| panic!("{}: {e}", model_path.display()));
     let cfg = &loaded.config;
@@ -50,13 +50,22 @@ fn main() {
     fs::write(out.join("model.bin"), &embedded).unwrap();
 
     let json = fs::read_to_string(&tok_path).unwrap();
-    let table = token_bytes::token_bytes(&json).unwrap_or_else(|e| panic!("{}: {e}", tok_path.display()));
-    assert!(table.len() >= cfg.vocab_size.min(cfg.tokenizer_vocab), "tokenizer smaller than the model's vocabulary");
+    let table =
+        token_bytes::token_bytes(&json).unwrap_or_else(|e| panic!("{}: {e}", tok_path.display()));
+    assert!(
+        table.len() >= cfg.vocab_size.min(cfg.tokenizer_vocab),
+        "tokenizer smaller than the model's vocabulary"
+    );
     let mut g = String::new();
     writeln!(g, "pub const HEAP_BYTES: usize = {heap};").unwrap();
     writeln!(g, "pub const SESSION_BYTES: usize = {session};").unwrap();
     writeln!(g, "pub const VARIANT: &str = {variant:?};").unwrap();
-    writeln!(g, "pub const MODEL_FILE: &str = {:?};", model_path.file_name().unwrap().to_string_lossy()).unwrap();
+    writeln!(
+        g,
+        "pub const MODEL_FILE: &str = {:?};",
+        model_path.file_name().unwrap().to_string_lossy()
+    )
+    .unwrap();
     writeln!(g, "pub static TOKEN_BYTES: [&[u8]; {}] = [", table.len()).unwrap();
     for t in &table {
         writeln!(g, "    &{t:?},").unwrap();

@@ -25,18 +25,29 @@ fn main() -> ExitCode {
     };
     let run = || -> Result<String, String> {
         let bytes = std::fs::read(model_path).map_err(|e| format!("{model_path}: {e}"))?;
-        let json = std::fs::read_to_string(tokenizer_path).map_err(|e| format!("{tokenizer_path}: {e}"))?;
+        let json = std::fs::read_to_string(tokenizer_path)
+            .map_err(|e| format!("{tokenizer_path}: {e}"))?;
         let table = token_bytes::token_bytes(&json)?;
         let table: Vec<&[u8]> = table.iter().map(Vec::as_slice).collect();
         let model = decode::load(&bytes).map_err(|e| e.to_string())?;
-        let out = decode::greedy(&model, &|| 0).map_err(|e| e.to_string())?;
+        let start = std::time::Instant::now();
+        let micros = || start.elapsed().as_micros() as u32;
+        let out = decode::greedy(&model, &micros).map_err(|e| e.to_string())?;
         let mut text = String::new();
         decode::print(&mut text, &out, &table).map_err(|e| e.to_string())?;
+        let per_token = out.decode_ticks as f64 / (decode::GENERATE - 1) as f64;
+        text += &format!(
+            "host_time: prompt {} µs, decode {per_token:.0} µs per token\n",
+            out.prompt_ticks
+        );
         Ok(text)
     };
     match run() {
         Ok(text) => {
-            print!("kernels: {}\n{text}", tokenformer_core::kernels::instruction_set());
+            print!(
+                "kernels: {}\n{text}",
+                tokenformer_core::kernels::instruction_set()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -5,7 +5,10 @@
 use tokenformer_core::{checkpoint, Session};
 
 fn tiny() -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tiny-q8_0.safetensors");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/tiny-q8_0.safetensors"
+    );
     std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -148,7 +148,13 @@ impl Write for Host {
 
 fn run() -> Result<(), decode::Error> {
     let bytes: &'static [u8] = &MODEL.0;
-    hprintln!("model: {} ({} bytes at {:p}), corruption: {}", MODEL_FILE, bytes.len(), bytes.as_ptr(), VARIANT);
+    hprintln!(
+        "model: {} ({} bytes at {:p}), corruption: {}",
+        MODEL_FILE,
+        bytes.len(),
+        bytes.as_ptr(),
+        VARIANT
+    );
     let model = decode::load(bytes)?;
     hprintln!(
         "weights: {} bytes, {} borrowed from flash",
@@ -176,7 +182,10 @@ fn run() -> Result<(), decode::Error> {
 fn main() -> ! {
     paint_stack();
     // SAFETY: called once, before any allocation; HEAP_MEM is used by nothing else.
-    unsafe { HEAP.heap.init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP_BYTES) }
+    unsafe {
+        HEAP.heap
+            .init(core::ptr::addr_of_mut!(HEAP_MEM) as usize, HEAP_BYTES)
+    }
     let status = run();
     hprintln!(
         "heap_peak: {} bytes (heap {} = bound {} + load and fragmentation headroom)",
