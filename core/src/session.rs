@@ -120,8 +120,9 @@ impl<'m, 'a> Session<'m, 'a> {
     /// An upper bound on the heap bytes that a loaded model's own allocations plus a
     /// [`Session::with_context`] session of `context` tokens hold at once, with the logits of the
     /// previous [`Session::feed`] kept by the caller. For firmware authors: size the heap with
-    /// this (plus what loading the checkpoint needs transiently, see `checkpoint::load`, and
-    /// some headroom for the allocator's fragmentation). It depends on the config (layers,
+    /// this, plus what `checkpoint::load` needs transiently (at most 8 × the safetensors
+    /// header's length, checked in `core/tests/heap.rs`) and some headroom for the allocator's
+    /// fragmentation (`firmware/` adds 1/16). It depends on the config (layers,
     /// width, parameter-token counts, vocabulary) and the context only, never on the weights'
     /// bytes: weights borrowed from the file (f32 4-aligned, blocks 2-aligned) take no heap.
     /// Prompts may be fed in blocks of any length up to `context`; `feed_all` needs

@@ -204,12 +204,19 @@ fn main() -> ! {
             debug::exit(debug::EXIT_FAILURE);
         }
     }
-    loop {}
+    halt()
+}
+
+/// Semihosting's exit does not return under QEMU or a debugger; a board without one sleeps here.
+fn halt() -> ! {
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("panic: {}", info);
     debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    halt()
 }
