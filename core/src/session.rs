@@ -1,8 +1,9 @@
 //! Inference: the graph's `Ops` over f32 slices, with a KV cache for incremental decoding.
 
+use crate::config::{Config, PattentionKind};
 use crate::graph::{self, Ops, Proj};
 use crate::kernels::{attention, matmul};
-use crate::model::Model;
+use crate::model::{LayerWeights, Model};
 use crate::ops::{norm, pattention};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -103,6 +104,53 @@ impl<'m, 'a> Session<'m, 'a> {
             cache: KvCache::new(model.config.n_layers),
             pos: 0,
         }
+    }
+
+    /// A session whose KV cache is reserved up front for `context` tokens (at most the model's
+    /// max context), so it never grows: the layout [`Session::bytes_needed`] assumes.
+    pub fn with_context(model: &'m Model<'a>, context: usize) -> Self {
+        let mut s = Session::new(model);
+        let floats = context.min(model.config.max_context) * model.config.d_model;
+        for c in s.cache.k.iter_mut().chain(s.cache.v.iter_mut()) {
+            c.reserve_exact(floats);
+        }
+        s
+    }
+
+    /// An upper bound on the heap bytes that a loaded model's own allocations plus a
+    /// [`Session::with_context`] session of `context` tokens hold at once, with the logits of the
+    /// previous [`Session::feed`] kept by the caller. For firmware authors: size the heap with
+    /// this, plus what `checkpoint::load` needs transiently (at most 8 × the safetensors
+    /// header's length, checked in `core/tests/heap.rs`) and some headroom for the allocator's
+    /// fragmentation (`firmware/` adds 1/16). It depends on the config (layers,
+    /// width, parameter-token counts, vocabulary) and the context only, never on the weights'
+    /// bytes: weights borrowed from the file (f32 4-aligned, blocks 2-aligned) take no heap.
+    /// Prompts may be fed in blocks of any length up to `context`; `feed_all` needs
+    /// `T · vocab · 8` bytes more for a block of T.
+    pub fn bytes_needed(config: &Config, context: usize) -> usize {
+        const F: usize = core::mem::size_of::<f32>();
+        let (d, vocab, layers) = (config.d_model, config.vocab_size, config.n_layers);
+        let t = context.min(config.max_context);
+        let n = [
+            PattentionKind::Qkv,
+            PattentionKind::Proj,
+            PattentionKind::Ffn,
+        ]
+        .map(|k| config.tokens(k))
+        .into_iter()
+        .fold(d, usize::max);
+        // Q8_0 activations: a 34-byte block plus its f32 scale and sum per 32 values.
+        let q8 = |values: usize| values.div_ceil(32) * (34 + 2 * F);
+        let cache = 2 * layers * (t * d * F + core::mem::size_of::<Vec<f32>>());
+        // A block of t rows through a layer: graph::layer's bindings live to its end (x, y, q,
+        // k, v, attention out, projection out, second y: eight [t, d]), and one Pattention holds
+        // its scores [t, tokens], output [t, d] and a product buffer [t, max(tokens, d)] beside
+        // the quantized activations of its input; attention one row of probabilities.
+        let block = t * (9 * d + 2 * n) * F + q8(t * n) + t * F;
+        // The last row's final norm and logits (plus the caller's previous logits).
+        let head = (2 * d + 2 * vocab) * F + q8(d) + vocab * F;
+        let model = layers * core::mem::size_of::<LayerWeights<'_>>() + config.rotary_dims() * F;
+        cache + block + head + model
     }
 
     /// Tokens already in the cache.
