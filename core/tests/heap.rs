@@ -5,7 +5,8 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use tokenformer_core::checkpoint::{self, Dtype};
+use tokenformer_core::checkpoint;
+use tokenformer_core::DType;
 use tokenformer_core::{init::init, Config, Format, Norm, Session};
 
 struct Counting;
@@ -121,7 +122,7 @@ fn bytes_needed_bounds_a_session_and_is_tight() {
         for (name, cfg) in [("tiny", tiny()), ("wider", wider), ("big vocab", big_vocab)] {
             for (fmt, label) in [(Format::Q8_0, "q8_0"), (Format::Q4_0, "q4_0")] {
                 let model = init(cfg.clone(), 7).unwrap().quantize(fmt, fmt).unwrap();
-                let bytes = checkpoint::to_bytes(&model, Dtype::F32);
+                let bytes = checkpoint::to_bytes(&model, DType::F32);
                 drop(model);
                 let buf = aligned(&bytes);
                 let file = as_bytes(&buf, bytes.len());
