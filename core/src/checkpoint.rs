@@ -16,7 +16,8 @@ use crate::model::{
     format_error, tensor_specs, tensor_specs_iter, transposed_when_quantized, Matrix, Model,
     ModelError, TensorSpec, Weight,
 };
-use crate::quant::{Block, BlockQ4_0, BlockQ8_0, Format};
+use crate::formats::Block;
+use crate::Format;
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -391,21 +392,6 @@ pub fn decode(dtype: Dtype, b: &[u8]) -> Weight<'_> {
     )
 }
 
-/// Blocks of a quantized tensor: borrowed when aligned on a little-endian target, parsed
-/// otherwise.
-fn to_blocks<'a, B: Block>(b: &'a [u8]) -> Cow<'a, [B]> {
-    if cfg!(target_endian = "little") && b.as_ptr().align_offset(core::mem::align_of::<B>()) == 0 {
-        // SAFETY: B is a repr(C) block of an f16 (u16) and bytes, so every bit pattern is valid and
-        // its size is B::BYTES (asserted in quant.rs); the pointer is aligned for B and the length
-        // is a multiple of B::BYTES (checked by the caller); the slice borrows `b`.
-        Cow::Borrowed(unsafe {
-            core::slice::from_raw_parts(b.as_ptr().cast::<B>(), b.len() / B::BYTES)
-        })
-    } else {
-        Cow::Owned(b.chunks_exact(B::BYTES).map(B::from_bytes).collect())
-    }
-}
-
 /// Validate one quantized tensor against its spec and its metadata entry.
 fn to_quantized<'a>(
     spec: &TensorSpec,
@@ -417,7 +403,7 @@ fn to_quantized<'a>(
         reason,
     };
     let format = Format::parse(&q.format)
-        .filter(|f| *f != Format::F32)
+        .filter(|f| f.is_block())
         .ok_or_else(|| bad(format!("format `{}` is not q8_0 or q4_0", q.format)))?;
     if q.shape != spec.shape {
         return Err(LoadError::WrongShape {
@@ -443,7 +429,7 @@ fn to_quantized<'a>(
     } else {
         (spec.shape[0], spec.shape[1])
     };
-    let stored = alloc::vec![rows, format.row_bytes(cols)];
+    let stored = alloc::vec![rows, format.bytes_for(cols)];
     if t.shape != stored {
         return Err(LoadError::WrongShape {
             name: spec.name.clone(),
@@ -451,11 +437,7 @@ fn to_quantized<'a>(
             got: t.shape.clone(),
         });
     }
-    Ok(match format {
-        Format::Q8_0 => Matrix::Q8_0(to_blocks::<BlockQ8_0>(t.bytes)),
-        Format::Q4_0 => Matrix::Q4_0(to_blocks::<BlockQ4_0>(t.bytes)),
-        Format::F32 => unreachable!("filtered above"),
-    })
+    Matrix::from_block_bytes(format, t.bytes).ok_or_else(|| bad(format!("{format} is not a weight format")))
 }
 
 /// Load and validate a model from checkpoint bytes. Aligned f32 and block weights borrow from
@@ -538,7 +520,7 @@ pub fn header(model: &Model<'_>, dtype: Dtype, extra_metadata: &[(&str, &str)]) 
                 (spec.shape[0], spec.shape[1])
             };
             let n = m.bytes() as u64;
-            let e = serde_json::json!({"dtype": "U8", "shape": [rows, m.format().row_bytes(cols)], "data_offsets": [off, off + n]});
+            let e = serde_json::json!({"dtype": "U8", "shape": [rows, m.format().bytes_for(cols)], "data_offsets": [off, off + n]});
             off += n;
             quant.insert(
                 spec.name.clone(),

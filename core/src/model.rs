@@ -3,7 +3,10 @@
 use crate::config::{Config, ConfigError, PattentionKind};
 use crate::graph::Proj;
 use crate::ops::rotary::RopeTable;
-use crate::quant::{self, BlockQ4_0, BlockQ8_0, Format, QK};
+use crate::dtype::DType;
+use crate::formats::{blocks_from_bytes, Block, BlockQ4_0, BlockQ8_0, QK};
+// The name the tensor-layout half of this file still uses (`DType` since the format trait).
+use crate::dtype::DType as Format;
 use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::String;
@@ -23,28 +26,66 @@ pub enum Matrix<'a> {
     Q4_0(Cow<'a, [BlockQ4_0]>),
 }
 
+/// The one place that maps storage formats to their block types: `each_format!(m, w => f32
+/// arm, b => blocks arm)` matches a matrix, binding the f32 values or the blocks (the blocks arm
+/// is written once, generic over [`Block`]); `each_format!(dtype, B => arm, _ => other)` names
+/// the block type of a [`DType`]. A new block format adds one row to each half.
+macro_rules! each_format {
+    ($m:expr, $w:ident => $f32:expr, $b:ident => $blocks:expr) => {
+        match $m {
+            Matrix::F32($w) => $f32,
+            Matrix::Q8_0($b) => $blocks,
+            Matrix::Q4_0($b) => $blocks,
+        }
+    };
+    ($d:expr, $B:ident => $blocks:expr, _ => $other:expr) => {
+        match $d {
+            DType::Q8_0 => {
+                type $B = BlockQ8_0;
+                $blocks
+            }
+            DType::Q4_0 => {
+                type $B = BlockQ4_0;
+                $blocks
+            }
+            _ => $other,
+        }
+    };
+}
+pub(crate) use each_format;
+
+impl<'a> From<Cow<'a, [BlockQ8_0]>> for Matrix<'a> {
+    fn from(b: Cow<'a, [BlockQ8_0]>) -> Self {
+        Matrix::Q8_0(b)
+    }
+}
+
+impl<'a> From<Cow<'a, [BlockQ4_0]>> for Matrix<'a> {
+    fn from(b: Cow<'a, [BlockQ4_0]>) -> Self {
+        Matrix::Q4_0(b)
+    }
+}
+
 impl Default for Matrix<'_> {
     fn default() -> Self {
         Matrix::F32(Cow::Borrowed(&[]))
     }
 }
 
+/// The element type of a block slice.
+fn dtype_of<B: Block>(_: &[B]) -> DType {
+    B::DTYPE
+}
+
 impl<'a> Matrix<'a> {
-    pub fn format(&self) -> Format {
-        match self {
-            Matrix::F32(_) => Format::F32,
-            Matrix::Q8_0(_) => Format::Q8_0,
-            Matrix::Q4_0(_) => Format::Q4_0,
-        }
+    /// The storage format: f32 or a block format.
+    pub fn format(&self) -> DType {
+        each_format!(self, _w => DType::F32, b => dtype_of(b))
     }
 
     /// Number of values (not blocks).
     pub fn len(&self) -> usize {
-        match self {
-            Matrix::F32(w) => w.len(),
-            Matrix::Q8_0(b) => b.len() * QK,
-            Matrix::Q4_0(b) => b.len() * QK,
-        }
+        each_format!(self, w => w.len(), b => b.len() * QK)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -53,11 +94,7 @@ impl<'a> Matrix<'a> {
 
     /// Bytes of storage: what a pass over the matrix reads from memory.
     pub fn bytes(&self) -> usize {
-        match self {
-            Matrix::F32(w) => w.len() * 4,
-            Matrix::Q8_0(b) => core::mem::size_of_val::<[BlockQ8_0]>(b),
-            Matrix::Q4_0(b) => core::mem::size_of_val::<[BlockQ4_0]>(b),
-        }
+        self.format().bytes_for(self.len())
     }
 
     pub fn as_f32(&self) -> Option<&[f32]> {
@@ -68,71 +105,53 @@ impl<'a> Matrix<'a> {
     }
 
     pub fn is_borrowed(&self) -> bool {
-        matches!(
-            self,
-            Matrix::F32(Cow::Borrowed(_))
-                | Matrix::Q8_0(Cow::Borrowed(_))
-                | Matrix::Q4_0(Cow::Borrowed(_))
-        )
+        each_format!(self, w => matches!(w, Cow::Borrowed(_)), b => matches!(b, Cow::Borrowed(_)))
     }
 
     /// A borrowed view.
     pub fn view(&self) -> Matrix<'_> {
-        match self {
-            Matrix::F32(w) => Matrix::F32(Cow::Borrowed(w)),
-            Matrix::Q8_0(b) => Matrix::Q8_0(Cow::Borrowed(b)),
-            Matrix::Q4_0(b) => Matrix::Q4_0(Cow::Borrowed(b)),
-        }
+        each_format!(self, w => Matrix::F32(Cow::Borrowed(w)), b => Cow::Borrowed(&b[..]).into())
     }
 
     pub fn into_owned(self) -> Matrix<'static> {
-        match self {
-            Matrix::F32(w) => Matrix::F32(Cow::Owned(w.into_owned())),
-            Matrix::Q8_0(b) => Matrix::Q8_0(Cow::Owned(b.into_owned())),
-            Matrix::Q4_0(b) => Matrix::Q4_0(Cow::Owned(b.into_owned())),
-        }
+        each_format!(
+            self,
+            w => Matrix::F32(Cow::Owned(w.into_owned())),
+            b => Cow::<[_]>::Owned(b.into_owned()).into()
+        )
     }
 
-    /// Store row-major values in format `f`. Blocks never straddle rows when the row length is
-    /// a multiple of 32, which callers check (`format_error`); the length must be one.
-    pub fn quantize(x: &[f32], f: Format) -> Matrix<'static> {
-        match f {
-            Format::F32 => Matrix::F32(Cow::Owned(x.to_vec())),
-            Format::Q8_0 => {
-                let mut b = vec![BlockQ8_0::default(); x.len() / QK];
-                quant::quantize_row_q8_0(x, &mut b);
-                Matrix::Q8_0(Cow::Owned(b))
-            }
-            Format::Q4_0 => {
-                let mut b = vec![BlockQ4_0::default(); x.len() / QK];
-                quant::quantize_row_q4_0(x, &mut b);
-                Matrix::Q4_0(Cow::Owned(b))
-            }
-        }
+    /// Store row-major values in format `f` (f32 or a block format; other element types store
+    /// f32). Blocks never straddle rows when the row length is a multiple of 32, which callers
+    /// check (`format_error`); the length must be one.
+    pub fn quantize(x: &[f32], f: DType) -> Matrix<'static> {
+        each_format!(f, B => {
+            let mut b = vec![B::default(); x.len() / QK];
+            B::quantize_row(x, &mut b);
+            Cow::<[B]>::Owned(b).into()
+        }, _ => Matrix::F32(Cow::Owned(x.to_vec())))
+    }
+
+    /// A block-format matrix over stored bytes (a whole number of blocks; borrowed when
+    /// aligned), or `None` when `f` is not a block format.
+    pub fn from_block_bytes(f: DType, bytes: &'a [u8]) -> Option<Matrix<'a>> {
+        each_format!(f, B => Some(blocks_from_bytes::<B>(bytes).into()), _ => None)
     }
 
     /// Row `r` of a matrix with rows `cols` long, as f32.
     pub fn row_f32(&self, r: usize, cols: usize, out: &mut [f32]) {
         let range = r * cols..(r + 1) * cols;
-        match self {
-            Matrix::F32(w) => out.copy_from_slice(&w[range]),
-            Matrix::Q8_0(b) => {
-                quant::dequantize_row_q8_0(&b[range.start / QK..range.end / QK], out)
-            }
-            Matrix::Q4_0(b) => {
-                quant::dequantize_row_q4_0(&b[range.start / QK..range.end / QK], out)
-            }
-        }
+        each_format!(
+            self,
+            w => out.copy_from_slice(&w[range]),
+            b => Block::dequantize_row(&b[range.start / QK..range.end / QK], out)
+        )
     }
 
     /// Every value as f32, in storage order.
     pub fn to_f32(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.len()];
-        match self {
-            Matrix::F32(w) => out.copy_from_slice(w),
-            Matrix::Q8_0(b) => quant::dequantize_row_q8_0(b, &mut out),
-            Matrix::Q4_0(b) => quant::dequantize_row_q4_0(b, &mut out),
-        }
+        each_format!(self, w => out.copy_from_slice(w), b => Block::dequantize_row(b, &mut out));
         out
     }
 }
