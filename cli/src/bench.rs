@@ -5,7 +5,7 @@ use crate::common;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
-use tokenformer_core::{kernels, Format, Rng, Session};
+use tokenformer_core::{kernels, DType, Rng, Session};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -149,7 +149,7 @@ pub fn run(a: Args) -> Result<(), String> {
         .layers
         .first()
         .map(|l| l.ffn.keys.format())
-        .unwrap_or(Format::F32);
+        .unwrap_or(DType::F32);
     let embedding_format = model.embedding.format();
     if a.json {
         println!(
