@@ -3,10 +3,10 @@
 //! Run: `cargo bench -p tokenformer-benches --bench kernels` (add `-- --quick` for a fast pass).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use tokenformer_core::formats::{Block, BlockQ4_0, BlockQ8_0, Q8Acts, QK, WEIGHT_FORMATS};
 use tokenformer_core::kernels::{matmul, vector};
 use tokenformer_core::model::{transpose, Matrix};
 use tokenformer_core::ops::{linalg, pattention};
-use tokenformer_core::formats::{Block, BlockQ4_0, BlockQ8_0, Q8Acts, QK, WEIGHT_FORMATS};
 use tokenformer_core::{DType, Norm, Rng};
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {

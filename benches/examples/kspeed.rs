@@ -1,9 +1,9 @@
 //! Kernel throughput per CPU-second of this thread (robust to a shared, loaded machine):
 //! `cargo run --release -p tokenformer-benches --example kspeed`.
 use std::time::Instant;
+use tokenformer_core::formats::WEIGHT_FORMATS;
 use tokenformer_core::kernels::{matmul, vector};
 use tokenformer_core::model::Matrix;
-use tokenformer_core::formats::WEIGHT_FORMATS;
 use tokenformer_core::{DType, Rng};
 
 fn cpu() -> f64 {

@@ -12,11 +12,11 @@
 //! see `model::PattentionWeights`). Their blocks are borrowed when 2-byte aligned.
 
 use crate::config::{Config, ConfigError};
+use crate::formats::Block;
 use crate::model::{
     format_error, tensor_specs, tensor_specs_iter, transposed_when_quantized, Matrix, Model,
     ModelError, TensorSpec, Weight,
 };
-use crate::formats::Block;
 use crate::Format;
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
@@ -437,7 +437,8 @@ fn to_quantized<'a>(
             got: t.shape.clone(),
         });
     }
-    Matrix::from_block_bytes(format, t.bytes).ok_or_else(|| bad(format!("{format} is not a weight format")))
+    Matrix::from_block_bytes(format, t.bytes)
+        .ok_or_else(|| bad(format!("{format} is not a weight format")))
 }
 
 /// Load and validate a model from checkpoint bytes. Aligned f32 and block weights borrow from

@@ -60,7 +60,14 @@ impl DType {
     pub const TABLE: [DTypeInfo; 12] = [
         row(DType::F32, "f32", Some("F32"), Some("FloatStorage"), 1, 4),
         row(DType::F16, "f16", Some("F16"), Some("HalfStorage"), 1, 2),
-        row(DType::BF16, "bf16", Some("BF16"), Some("BFloat16Storage"), 1, 2),
+        row(
+            DType::BF16,
+            "bf16",
+            Some("BF16"),
+            Some("BFloat16Storage"),
+            1,
+            2,
+        ),
         row(DType::F64, "f64", Some("F64"), Some("DoubleStorage"), 1, 8),
         row(DType::I64, "i64", Some("I64"), Some("LongStorage"), 1, 8),
         row(DType::I32, "i32", Some("I32"), Some("IntStorage"), 1, 4),

@@ -21,9 +21,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod dtype;
-pub mod formats;
 #[cfg(feature = "std")]
 pub mod file;
+pub mod formats;
 pub mod graph;
 pub mod init;
 pub mod kernels;

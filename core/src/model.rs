@@ -1,10 +1,10 @@
 //! Model weights and the tensor names of our checkpoint format, defined in one place.
 
 use crate::config::{Config, ConfigError, PattentionKind};
-use crate::graph::Proj;
-use crate::ops::rotary::RopeTable;
 use crate::dtype::DType;
 use crate::formats::{blocks_from_bytes, Block, BlockQ4_0, BlockQ8_0, QK};
+use crate::graph::Proj;
+use crate::ops::rotary::RopeTable;
 // The name the tensor-layout half of this file still uses (`DType` since the format trait).
 use crate::dtype::DType as Format;
 use alloc::borrow::Cow;

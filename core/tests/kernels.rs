@@ -29,7 +29,12 @@ fn at_every_level(mut f: impl FnMut(Level)) {
 /// One row of weights against one row of activations through the dispatched rows-dot.
 fn rows_dot_1<B: Block>(w: &[B], x: &[BlockQ8_0]) -> f32 {
     let mut out = [0.0];
-    B::rows_dot(w, w.len(), &Q8Acts::from_blocks(x.to_vec(), x.len()), &mut out);
+    B::rows_dot(
+        w,
+        w.len(),
+        &Q8Acts::from_blocks(x.to_vec(), x.len()),
+        &mut out,
+    );
     out[0]
 }
 
@@ -57,7 +62,10 @@ fn abs_terms(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn prints_levels() {
-    let levels: Vec<&str> = kernels::available_levels().iter().map(|l| l.name()).collect();
+    let levels: Vec<&str> = kernels::available_levels()
+        .iter()
+        .map(|l| l.name())
+        .collect();
     println!(
         "kernel levels tested: {} (default {})",
         levels.join(", "),
@@ -88,7 +96,10 @@ fn scalar_level_is_the_reference_bit_for_bit() {
     let mut rng = Rng::new(17);
     let (k, rows, t) = (96, 7, 3);
     let (w, x) = (random(rows * k, &mut rng), random(t * k, &mut rng));
-    assert_eq!(vector::dot(&w[..k], &x[..k]).to_bits(), linalg::dot(&w[..k], &x[..k]).to_bits());
+    assert_eq!(
+        vector::dot(&w[..k], &x[..k]).to_bits(),
+        linalg::dot(&w[..k], &x[..k]).to_bits()
+    );
     let (mut a, mut b) = (vec![0.0; rows * t], vec![0.0; rows * t]);
     vector::rows_dot_f32(&w, &x, k, &mut a);
     linalg::rows_dot(Scalar, &w, &x, k, &mut b);

@@ -30,7 +30,9 @@ pub const QK: usize = 32;
 pub const WEIGHT_FORMATS: [DType; 3] = [DType::F32, DType::Q8_0, DType::Q4_0];
 
 /// A block format: its element type, its bytes, its scalar reference and its fast rows-dot.
-pub trait Block: Copy + Clone + Default + PartialEq + core::fmt::Debug + Send + Sync + 'static {
+pub trait Block:
+    Copy + Clone + Default + PartialEq + core::fmt::Debug + Send + Sync + 'static
+{
     /// The row of the element-type table ([`DType`]) that names this format.
     const DTYPE: DType;
     /// Bytes of one block in a file (the in-memory `repr(C)` size, asserted per format).
@@ -166,9 +168,9 @@ pub(crate) fn rows_dot_reference<B: Block>(
 mod tests {
     extern crate std;
     use super::*;
-    use half::f16;
     use alloc::vec;
     use alloc::vec::Vec;
+    use half::f16;
 
     fn rmse(a: &[f32], b: &[f32]) -> f64 {
         let s: f64 = a

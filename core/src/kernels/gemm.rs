@@ -52,13 +52,23 @@ impl<'a> View<'a> {
 
 /// c[m, n] (+)= a[m, k] · b[k, n], c row-major with rows `c_rs` apart, split across `threads`
 /// (gemm never splits the k sum, so the result does not depend on the thread count).
-pub fn gemm(a: View<'_>, b: View<'_>, c: &mut [f32], c_rs: usize, accumulate: bool, threads: usize) {
+pub fn gemm(
+    a: View<'_>,
+    b: View<'_>,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+    threads: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
     if m == 0 || n == 0 {
         return;
     }
-    assert!((m - 1) * c_rs + n <= c.len(), "gemm: output overruns its slice");
+    assert!(
+        (m - 1) * c_rs + n <= c.len(),
+        "gemm: output overruns its slice"
+    );
     let par = if threads > 1 {
         ::gemm::Parallelism::Rayon(threads)
     } else {

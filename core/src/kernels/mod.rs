@@ -91,9 +91,14 @@ impl fmt::Display for LevelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LevelError::Unknown(s) => {
-                write!(f, "unknown kernel level `{s}` (expected scalar, avx2, avx512 or neon)")
+                write!(
+                    f,
+                    "unknown kernel level `{s}` (expected scalar, avx2, avx512 or neon)"
+                )
             }
-            LevelError::Unavailable(l) => write!(f, "kernel level {l} is not available on this CPU"),
+            LevelError::Unavailable(l) => {
+                write!(f, "kernel level {l} is not available on this CPU")
+            }
         }
     }
 }
@@ -103,7 +108,10 @@ impl std::error::Error for LevelError {}
 
 /// The levels this CPU can run, scalar first, best last.
 pub fn available_levels() -> Vec<Level> {
-    Level::ALL.into_iter().filter(|l| l.is_available()).collect()
+    Level::ALL
+        .into_iter()
+        .filter(|l| l.is_available())
+        .collect()
 }
 
 /// The best level this CPU can run.

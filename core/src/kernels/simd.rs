@@ -143,7 +143,11 @@ pub(crate) fn rows_dot<B: Block>(w: &[B], row_blocks: usize, x: &Q8Acts, out: &m
     if let Some(simd) = pulp::x86::V3::try_new() {
         return simd.vectorize(
             #[inline(always)]
-            || rows(w, row_blocks, x, out, |a, b, d, s| B::avx2_dot(simd, a, b, d, s)),
+            || {
+                rows(w, row_blocks, x, out, |a, b, d, s| {
+                    B::avx2_dot(simd, a, b, d, s)
+                })
+            },
         );
     }
     struct Op<'a, B>(&'a [B], usize, &'a Q8Acts, &'a mut [f32]);
@@ -297,4 +301,3 @@ pub(crate) mod avx2 {
         simd.sse._mm_prefetch::<_MM_HINT_T0>(ptr);
     }
 }
-

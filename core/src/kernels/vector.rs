@@ -103,7 +103,13 @@ pub fn scores_times_values(
     cols: core::ops::Range<usize>,
     out: &mut [f32],
 ) {
-    struct Op<'a>(&'a [f32], &'a [f32], usize, core::ops::Range<usize>, &'a mut [f32]);
+    struct Op<'a>(
+        &'a [f32],
+        &'a [f32],
+        usize,
+        core::ops::Range<usize>,
+        &'a mut [f32],
+    );
     impl Kernel for Op<'_> {
         type Output = ();
         #[inline(always)]

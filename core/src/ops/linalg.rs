@@ -91,7 +91,11 @@ pub fn scores_times_values<V: Vector>(
     for (srow, orow) in s.chunks_exact(n).zip(out.chunks_exact_mut(cols.len())) {
         for (j, &a) in srow.iter().enumerate() {
             if a != 0.0 {
-                v.axpy(a, &vals[j * stride + cols.start..j * stride + cols.end], orow);
+                v.axpy(
+                    a,
+                    &vals[j * stride + cols.start..j * stride + cols.end],
+                    orow,
+                );
             }
         }
     }

@@ -234,7 +234,14 @@ impl Backend for Cpu {
                     attention::softmax_row(row, i, scale);
                 }
                 let mut o = vec![0.0f32; t * hd];
-                gemm(View::rows(p, t, t, t), head(v, b, h, t, d, hd), &mut o, hd, false, 1);
+                gemm(
+                    View::rows(p, t, t, t),
+                    head(v, b, h, t, d, hd),
+                    &mut o,
+                    hd,
+                    false,
+                    1,
+                );
                 o
             })
             .collect();
@@ -276,7 +283,11 @@ impl Backend for Cpu {
                 }
                 // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO
                 let (dsv, pv) = (View::rows(&ds, t, t, t), View::rows(p, t, t, t));
-                let mut out = [vec![0.0f32; t * hd], vec![0.0f32; t * hd], vec![0.0f32; t * hd]];
+                let mut out = [
+                    vec![0.0f32; t * hd],
+                    vec![0.0f32; t * hd],
+                    vec![0.0f32; t * hd],
+                ];
                 let [oq, ok, ov] = &mut out;
                 gemm(dsv, hv(k), oq, hd, false, 1);
                 gemm(dsv.t(), hv(q), ok, hd, false, 1);
