@@ -4,9 +4,10 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use tokenformer_core::formats::{Block, BlockQ4_0, BlockQ8_0, Q8Acts, QK, WEIGHT_FORMATS};
-use tokenformer_core::kernels::{matmul, vector};
+use tokenformer_core::kernels::{matmul, vector::Dispatch};
 use tokenformer_core::model::{transpose, Matrix};
-use tokenformer_core::ops::{linalg, pattention};
+use tokenformer_core::ops::linalg::{self, Vector};
+use tokenformer_core::ops::pattention;
 use tokenformer_core::{DType, Norm, Rng};
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
@@ -31,7 +32,7 @@ fn bench_dots(c: &mut Criterion) {
     g.bench_function("f32_scalar", |bn| {
         bn.iter(|| linalg::dot(black_box(&a), &b))
     });
-    g.bench_function("f32_simd", |bn| bn.iter(|| vector::dot(black_box(&a), &b)));
+    g.bench_function("f32_simd", |bn| bn.iter(|| Dispatch.dot(black_box(&a), &b)));
     g.bench_function("q8_0_scalar", |bn| {
         bn.iter(|| BlockQ8_0::dot(black_box(&w8), &x8))
     });

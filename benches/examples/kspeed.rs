@@ -2,8 +2,9 @@
 //! `cargo run --release -p tokenformer-benches --example kspeed`.
 use std::time::Instant;
 use tokenformer_core::formats::WEIGHT_FORMATS;
-use tokenformer_core::kernels::{matmul, vector};
+use tokenformer_core::kernels::{matmul, vector::Dispatch};
 use tokenformer_core::model::Matrix;
+use tokenformer_core::ops::linalg::Vector;
 use tokenformer_core::{DType, Rng};
 
 fn cpu() -> f64 {
@@ -66,7 +67,7 @@ fn main() {
         let (c0, t0) = (cpu(), Instant::now());
         let mut s = 0.0;
         for _ in 0..4 {
-            s += vector::sum(&buf);
+            s += Dispatch.sum(&buf);
         }
         println!(
             "stream sum: {:.2} GB/s per CPU-s, {:.2} wall ({s})",

@@ -7,10 +7,11 @@
 use proptest::prelude::*;
 use std::sync::Mutex;
 use tokenformer_core::formats::{Block, BlockQ4_0, BlockQ8_0, Q8Acts, QK, WEIGHT_FORMATS};
-use tokenformer_core::kernels::{self, matmul, vector, Level, LevelError};
+use tokenformer_core::kernels::vector::{self, Dispatch};
+use tokenformer_core::kernels::{self, matmul, Level, LevelError};
 use tokenformer_core::model::{transpose, Matrix};
 use tokenformer_core::ops::attention::causal_attention;
-use tokenformer_core::ops::linalg::{self, Scalar};
+use tokenformer_core::ops::linalg::{self, Scalar, Vector};
 use tokenformer_core::{DType, Rng};
 
 /// The level is process-wide: tests that switch it take turns.
@@ -97,7 +98,7 @@ fn scalar_level_is_the_reference_bit_for_bit() {
     let (k, rows, t) = (96, 7, 3);
     let (w, x) = (random(rows * k, &mut rng), random(t * k, &mut rng));
     assert_eq!(
-        vector::dot(&w[..k], &x[..k]).to_bits(),
+        Dispatch.dot(&w[..k], &x[..k]).to_bits(),
         linalg::dot(&w[..k], &x[..k]).to_bits()
     );
     let (mut a, mut b) = (vec![0.0; rows * t], vec![0.0; rows * t]);
@@ -117,7 +118,7 @@ fn scalar_level_is_the_reference_bit_for_bit() {
     let (d, heads, pos0) = (96, 3, 5);
     let kv = random((pos0 + t) * d, &mut rng);
     let (mut a, mut b) = (vec![0.0; t * d], vec![0.0; t * d]);
-    causal_attention(vector::Dispatch, &x, &kv, &kv, d, heads, pos0, &mut a);
+    causal_attention(Dispatch, &x, &kv, &kv, d, heads, pos0, &mut a);
     causal_attention(Scalar, &x, &kv, &kv, d, heads, pos0, &mut b);
     assert_eq!(a, b);
     kernels::set_level(kernels::best_level()).unwrap();
@@ -131,17 +132,17 @@ proptest! {
         let mut rng = Rng::new(seed);
         let (a, b) = (random(n, &mut rng), random(n, &mut rng));
         at_every_level(|_| {
-            check(vector::dot(&a, &b), linalg::dot(&a, &b), abs_terms(&a, &b), n, "dot");
+            check(Dispatch.dot(&a, &b), linalg::dot(&a, &b), abs_terms(&a, &b), n, "dot");
             let mut y1 = b.clone();
             let mut y2 = b.clone();
-            vector::axpy(alpha, &a, &mut y1);
+            Dispatch.axpy(alpha, &a, &mut y1);
             linalg::axpy(alpha, &a, &mut y2);
             for ((p, q), (xi, yi)) in y1.iter().zip(&y2).zip(a.iter().zip(&b)) {
                 check(*p, *q, (alpha * xi).abs() as f64 + yi.abs() as f64, 1, "axpy");
             }
             let s: f64 = a.iter().map(|x| *x as f64).sum();
             let sa: f64 = a.iter().map(|x| x.abs() as f64).sum::<f64>() / n.max(1) as f64;
-            check(vector::sum(&a), s as f32, sa, n, "sum");
+            check(Dispatch.sum(&a), s as f32, sa, n, "sum");
         });
     }
 
@@ -305,7 +306,7 @@ fn attention_matches_scalar_once() {
         let v = random((pos0 + t) * d, &mut rng);
         let mut a = vec![0.0; t * d];
         let mut b = vec![0.0; t * d];
-        causal_attention(vector::Dispatch, &q, &k, &v, d, heads, pos0, &mut a);
+        causal_attention(Dispatch, &q, &k, &v, d, heads, pos0, &mut a);
         causal_attention(Scalar, &q, &k, &v, d, heads, pos0, &mut b);
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");

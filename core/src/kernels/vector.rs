@@ -20,63 +20,48 @@ fn run<K: Kernel>(k: K) -> K::Output {
     return k.run(Scalar);
 }
 
-/// [`Vector`] at the level in force, dispatched per call: for loops that do more than products
-/// between them (attention).
+/// [`Vector`] at the level in force, dispatched per call: `Dispatch.dot(a, b)`, and for loops
+/// that do more than products between them (attention). References: `ops::linalg::{dot, axpy}`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Dispatch;
 
 impl Vector for Dispatch {
-    #[inline]
     fn dot(self, a: &[f32], b: &[f32]) -> f32 {
-        dot(a, b)
+        struct Op<'a>(&'a [f32], &'a [f32]);
+        impl Kernel for Op<'_> {
+            type Output = f32;
+            #[inline(always)]
+            fn run<V: Vector>(self, v: V) -> f32 {
+                v.dot(self.0, self.1)
+            }
+        }
+        run(Op(a, b))
     }
-    #[inline]
+
     fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
-        axpy(alpha, x, y)
+        struct Op<'a>(f32, &'a [f32], &'a mut [f32]);
+        impl Kernel for Op<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn run<V: Vector>(self, v: V) {
+                v.axpy(self.0, self.1, self.2)
+            }
+        }
+        run(Op(alpha, x, y))
     }
-    #[inline]
+
+    /// A pure streaming read: the yardstick for memory bandwidth.
     fn sum(self, x: &[f32]) -> f32 {
-        sum(x)
-    }
-}
-
-/// Σ a·b. Reference: `ops::linalg::dot`.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    struct Op<'a>(&'a [f32], &'a [f32]);
-    impl Kernel for Op<'_> {
-        type Output = f32;
-        #[inline(always)]
-        fn run<V: Vector>(self, v: V) -> f32 {
-            v.dot(self.0, self.1)
+        struct Op<'a>(&'a [f32]);
+        impl Kernel for Op<'_> {
+            type Output = f32;
+            #[inline(always)]
+            fn run<V: Vector>(self, v: V) -> f32 {
+                v.sum(self.0)
+            }
         }
+        run(Op(x))
     }
-    run(Op(a, b))
-}
-
-/// y += alpha·x. Reference: `ops::linalg::axpy`.
-pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    struct Op<'a>(f32, &'a [f32], &'a mut [f32]);
-    impl Kernel for Op<'_> {
-        type Output = ();
-        #[inline(always)]
-        fn run<V: Vector>(self, v: V) {
-            v.axpy(self.0, self.1, self.2)
-        }
-    }
-    run(Op(alpha, x, y))
-}
-
-/// Σ x: a pure streaming read, the yardstick for memory bandwidth.
-pub fn sum(x: &[f32]) -> f32 {
-    struct Op<'a>(&'a [f32]);
-    impl Kernel for Op<'_> {
-        type Output = f32;
-        #[inline(always)]
-        fn run<V: Vector>(self, v: V) -> f32 {
-            v.sum(self.0)
-        }
-    }
-    run(Op(x))
 }
 
 /// out[r·t + i] = w_r · x_i for the rows w_r (k long) of `w` and the t rows x_i of `x`.

@@ -55,7 +55,7 @@ pub fn softmax_row(row: &mut [f32], i: usize, scale: f32) {
         .fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
     let mut sum = 0.0f32;
     for x in live.iter_mut() {
-        *x = libm::expf(*x * scale - m);
+        *x = super::exp_train(*x * scale - m);
         sum += *x;
     }
     let inv = 1.0 / sum;

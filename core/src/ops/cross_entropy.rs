@@ -6,11 +6,11 @@ pub fn cross_entropy_row(z: &[f32], target: usize, grad_scale: f32, g: &mut [f32
     let m = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let mut sum = 0.0f64;
     for (gi, &zi) in g.iter_mut().zip(z) {
-        let e = libm::expf(zi - m);
+        let e = super::exp_train(zi - m);
         *gi = e;
         sum += e as f64;
     }
-    let loss = libm::log(sum) + m as f64 - z[target] as f64;
+    let loss = super::ln_train(sum) + m as f64 - z[target] as f64;
     let inv = (1.0 / sum) as f32 * grad_scale;
     g.iter_mut().for_each(|gi| *gi *= inv);
     g[target] -= grad_scale;

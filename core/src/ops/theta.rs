@@ -13,29 +13,15 @@ use crate::config::Norm;
 pub fn theta(row: &mut [f32], norm: Norm, scale_n: usize) {
     let sqrt_n = libm::sqrt(scale_n as f64);
     match norm {
-        Norm::L2NormGelu => {
-            let ss: f64 = row.iter().map(|&a| a as f64 * a as f64).sum();
-            if ss == 0.0 {
-                row.fill(0.0);
-                return;
-            }
-            let f = (sqrt_n / libm::sqrt(ss)) as f32;
-            for a in row.iter_mut() {
-                *a = gelu(*a * f);
-            }
-        }
+        Norm::L2NormGelu => match l2_scale(row, sqrt_n) {
+            Some(f) => row.iter_mut().for_each(|a| *a = gelu(*a * f)),
+            None => row.fill(0.0),
+        },
         Norm::GeluL2Norm => {
-            for a in row.iter_mut() {
-                *a = gelu(*a);
-            }
-            let ss: f64 = row.iter().map(|&g| g as f64 * g as f64).sum();
-            if ss == 0.0 {
-                row.fill(0.0);
-                return;
-            }
-            let f = (sqrt_n / libm::sqrt(ss)) as f32;
-            for g in row.iter_mut() {
-                *g *= f;
+            row.iter_mut().for_each(|a| *a = gelu(*a));
+            match l2_scale(row, sqrt_n) {
+                Some(f) => row.iter_mut().for_each(|g| *g *= f),
+                None => row.fill(0.0),
             }
         }
         Norm::Softmax => {
@@ -52,6 +38,12 @@ pub fn theta(row: &mut [f32], norm: Norm, scale_n: usize) {
             }
         }
     }
+}
+
+/// √n/‖v‖, the sum of squares accumulated in f64; `None` for an all-zero v.
+fn l2_scale(v: &[f32], sqrt_n: f64) -> Option<f32> {
+    let ss: f64 = v.iter().map(|&a| a as f64 * a as f64).sum();
+    (ss != 0.0).then(|| (sqrt_n / libm::sqrt(ss)) as f32)
 }
 
 /// Backward of Θ for one row of scores `a` with output `s` and upstream `ds`.
