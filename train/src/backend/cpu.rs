@@ -16,6 +16,24 @@ pub struct Cpu;
 /// Rows per rayon task for cheap row-wise ops.
 const ROW_CHUNK: usize = 16;
 
+/// f(r, out row r, [row r of each input]) for every row of width n, ROW_CHUNK rows per task
+/// (rows are independent, so the result does not depend on the split).
+fn par_rows<const K: usize>(
+    out: &mut [f32],
+    n: usize,
+    ins: [&[f32]; K],
+    f: impl Fn(usize, &mut [f32], [&[f32]; K]) + Sync,
+) {
+    out.par_chunks_mut(n * ROW_CHUNK)
+        .enumerate()
+        .for_each(|(c, blk)| {
+            for (j, row) in blk.chunks_exact_mut(n).enumerate() {
+                let r = c * ROW_CHUNK + j;
+                f(r, row, ins.map(|x| &x[r * n..(r + 1) * n]));
+            }
+        });
+}
+
 /// Row-major [rows, cols], or the transpose of a stored [cols, rows] matrix.
 fn view(buf: &[f32], t: bool, rows: usize, cols: usize) -> View<'_> {
     if t {
@@ -138,28 +156,15 @@ impl Backend for Cpu {
         d: usize,
         dx: &mut Vec<f32>,
     ) {
-        dx.par_chunks_mut(d * ROW_CHUNK)
-            .zip(y.par_chunks(d * ROW_CHUNK))
-            .zip(dy.par_chunks(d * ROW_CHUNK))
-            .zip(rstd.par_chunks(ROW_CHUNK))
-            .for_each(|(((dx, y), dy), r)| {
-                for (((dxr, yr), dyr), &rs) in dx
-                    .chunks_exact_mut(d)
-                    .zip(y.chunks_exact(d))
-                    .zip(dy.chunks_exact(d))
-                    .zip(r)
-                {
-                    norm::layer_norm_backward_row(yr, dyr, rs, dxr);
-                }
-            });
+        par_rows(dx, d, [y, dy], |r, dxr, [yr, dyr]| {
+            norm::layer_norm_backward_row(yr, dyr, rstd[r], dxr)
+        });
     }
 
     fn theta_forward(&self, a: &Vec<f32>, n: usize, norm: Norm, scale_n: usize, s: &mut Vec<f32>) {
-        s.copy_from_slice(a);
-        s.par_chunks_mut(n * ROW_CHUNK).for_each(|blk| {
-            for row in blk.chunks_exact_mut(n) {
-                theta::theta(row, norm, scale_n);
-            }
+        par_rows(s, n, [a], |_, sr, [ar]| {
+            sr.copy_from_slice(ar);
+            theta::theta(sr, norm, scale_n)
         });
     }
 
@@ -173,20 +178,9 @@ impl Backend for Cpu {
         scale_n: usize,
         da: &mut Vec<f32>,
     ) {
-        da.par_chunks_mut(n * ROW_CHUNK)
-            .zip(a.par_chunks(n * ROW_CHUNK))
-            .zip(s.par_chunks(n * ROW_CHUNK))
-            .zip(ds.par_chunks(n * ROW_CHUNK))
-            .for_each(|(((da, a), s), ds)| {
-                for (((dar, ar), sr), dsr) in da
-                    .chunks_exact_mut(n)
-                    .zip(a.chunks_exact(n))
-                    .zip(s.chunks_exact(n))
-                    .zip(ds.chunks_exact(n))
-                {
-                    theta::theta_backward_row(ar, sr, dsr, norm, scale_n, dar);
-                }
-            });
+        par_rows(da, n, [a, s, ds], |_, dar, [ar, sr, dsr]| {
+            theta::theta_backward_row(ar, sr, dsr, norm, scale_n, dar)
+        });
     }
 
     fn rotary(
@@ -312,9 +306,7 @@ impl Backend for Cpu {
     ) {
         let d = w.len();
         self.layer_norm_forward(x, d, eps, xhat, rstd);
-        y.par_chunks_mut(d)
-            .zip(xhat.par_chunks(d))
-            .for_each(|(yr, xr)| norm::affine_row(xr, w, b, yr));
+        par_rows(y, d, [xhat], |_, yr, [xr]| norm::affine_row(xr, w, b, yr));
     }
 
     fn affine_norm_backward(
@@ -330,11 +322,9 @@ impl Backend for Cpu {
         let d = w.len();
         // Parameter gradients: a sequential sum over rows (fixed order).
         norm::affine_params_backward(xhat, dy, dw, db);
-        dx.par_chunks_mut(d)
-            .zip(xhat.par_chunks(d))
-            .zip(dy.par_chunks(d))
-            .zip(rstd.par_iter())
-            .for_each(|(((dxr, xr), gr), &rs)| norm::affine_backward_row(xr, rs, w, gr, dxr));
+        par_rows(dx, d, [xhat, dy], |r, dxr, [xr, gr]| {
+            norm::affine_backward_row(xr, rstd[r], w, gr, dxr)
+        });
     }
 
     fn cross_entropy(
