@@ -101,32 +101,12 @@ pub fn scores_times_values<V: Vector>(
     }
 }
 
-/// out[t, n] = x[t, k] · w[n, k]ᵀ: every output is a row-by-row dot product, so each row of `w`
-/// streams once per block of four input rows.
+/// out[t, n] = x[t, k] · w[n, k]ᵀ: every output is a row-by-row dot product.
 pub fn matmul_nt(x: &[f32], w: &[f32], k: usize, out: &mut [f32]) {
-    let t = x.len() / k;
     let n = w.len() / k;
-    debug_assert_eq!(out.len(), t * n);
-    let mut r = 0;
-    while r + 4 <= t {
-        let xs = [
-            &x[r * k..(r + 1) * k],
-            &x[(r + 1) * k..(r + 2) * k],
-            &x[(r + 2) * k..(r + 3) * k],
-            &x[(r + 3) * k..(r + 4) * k],
-        ];
-        for (j, wj) in w.chunks_exact(k).enumerate() {
-            for (b, xb) in xs.iter().enumerate() {
-                out[(r + b) * n + j] = dot(xb, wj);
-            }
-        }
-        r += 4;
-    }
-    for r in r..t {
-        let xr = &x[r * k..(r + 1) * k];
-        for (j, wj) in w.chunks_exact(k).enumerate() {
-            out[r * n + j] = dot(xr, wj);
-        }
+    debug_assert_eq!(out.len(), x.len() / k * n);
+    for (xr, o) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        rows_dot(Scalar, w, xr, k, o);
     }
 }
 
