@@ -89,6 +89,22 @@ fn unavailable_or_unknown_levels_are_typed_errors() {
     assert!(Level::Scalar.is_available());
 }
 
+#[test]
+fn environment_variable_names_a_level() {
+    let _turn = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let set = |v: &str| std::env::set_var(kernels::LEVEL_ENV, v);
+    set("scalar");
+    assert_eq!(kernels::level_from_env(), Ok(Some(Level::Scalar)));
+    set("bogus");
+    assert_eq!(
+        kernels::level_from_env(),
+        Err(LevelError::Unknown("bogus".into()))
+    );
+    set("");
+    assert_eq!(kernels::level_from_env(), Ok(None));
+    std::env::remove_var(kernels::LEVEL_ENV);
+}
+
 /// The `scalar` level runs the no_std code itself: equal bit for bit, not merely close.
 #[test]
 fn scalar_level_is_the_reference_bit_for_bit() {
