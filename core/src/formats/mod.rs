@@ -78,6 +78,23 @@ pub fn blocks_from_bytes<B: Block>(b: &[u8]) -> Cow<'_, [B]> {
     }
 }
 
+/// Σ over blocks of the exact i32 dot of the quants (`qdot`) times d_w·d_x: the shape of every
+/// format's reference dot against Q8_0 activations.
+#[inline(always)]
+fn scaled_block_sum<B>(
+    w: &[B],
+    x: &[BlockQ8_0],
+    d: impl Fn(&B) -> half::f16,
+    qdot: impl Fn(&B, &BlockQ8_0) -> i32,
+) -> f32 {
+    debug_assert_eq!(w.len(), x.len());
+    let mut sum = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        sum += qdot(a, b) as f32 * (d(a).to_f32() * b.d.to_f32());
+    }
+    sum
+}
+
 /// Round half away from zero, as C's `roundf` (ggml's rounding), without std.
 #[inline]
 fn round(x: f32) -> f32 {

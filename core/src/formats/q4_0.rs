@@ -2,7 +2,7 @@
 //! largest magnitude (sign kept), in 18 bytes. Byte j holds element j in its low nibble, element
 //! j + 16 in its high nibble.
 
-use super::{round, Block, BlockQ8_0, QK};
+use super::{round, scaled_block_sum, Block, BlockQ8_0, QK};
 use crate::dtype::DType;
 use alloc::vec::Vec;
 use half::f16;
@@ -78,18 +78,20 @@ impl Block for BlockQ4_0 {
 
     #[inline(always)]
     fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        debug_assert_eq!(w.len(), x.len());
-        let mut sum = 0.0f32;
-        for (a, b) in w.iter().zip(x) {
-            let mut s = 0i32;
-            for j in 0..QK / 2 {
-                let lo = (a.qs[j] & 0x0f) as i32 - 8;
-                let hi = (a.qs[j] >> 4) as i32 - 8;
-                s += lo * b.qs[j] as i32 + hi * b.qs[j + QK / 2] as i32;
-            }
-            sum += s as f32 * (a.d.to_f32() * b.d.to_f32());
-        }
-        sum
+        scaled_block_sum(
+            w,
+            x,
+            |a| a.d,
+            |a, b| {
+                let mut s = 0i32;
+                for j in 0..QK / 2 {
+                    let lo = (a.qs[j] & 0x0f) as i32 - 8;
+                    let hi = (a.qs[j] >> 4) as i32 - 8;
+                    s += lo * b.qs[j] as i32 + hi * b.qs[j + QK / 2] as i32;
+                }
+                s
+            },
+        )
     }
 
     #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]

@@ -1,6 +1,6 @@
 //! ggml's Q8_0: 32 values as d · q with q in −127..=127 and d = max|x| / 127, in 34 bytes.
 
-use super::{round, Block, QK};
+use super::{round, scaled_block_sum, Block, QK};
 use crate::dtype::DType;
 use alloc::vec::Vec;
 use half::f16;
@@ -69,16 +69,18 @@ impl Block for BlockQ8_0 {
 
     #[inline(always)]
     fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        debug_assert_eq!(w.len(), x.len());
-        let mut sum = 0.0f32;
-        for (a, b) in w.iter().zip(x) {
-            let mut s = 0i32;
-            for (&p, &q) in a.qs.iter().zip(&b.qs) {
-                s += p as i32 * q as i32;
-            }
-            sum += s as f32 * (a.d.to_f32() * b.d.to_f32());
-        }
-        sum
+        scaled_block_sum(
+            w,
+            x,
+            |a| a.d,
+            |a, b| {
+                let mut s = 0i32;
+                for (&p, &q) in a.qs.iter().zip(&b.qs) {
+                    s += p as i32 * q as i32;
+                }
+                s
+            },
+        )
     }
 
     #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]
