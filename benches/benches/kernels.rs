@@ -3,11 +3,12 @@
 //! Run: `cargo bench -p tokenformer-benches --bench kernels` (add `-- --quick` for a fast pass).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use tokenformer_core::kernels::{matmul, vector};
+use tokenformer_core::formats::{Block, BlockQ4_0, BlockQ8_0, Q8Acts, QK, WEIGHT_FORMATS};
+use tokenformer_core::kernels::{matmul, vector::Dispatch};
 use tokenformer_core::model::{transpose, Matrix};
-use tokenformer_core::ops::{linalg, pattention};
-use tokenformer_core::quant::{self, BlockQ4_0, BlockQ8_0, Q8Acts, QK};
-use tokenformer_core::{Format, Norm, Rng};
+use tokenformer_core::ops::linalg::{self, Vector};
+use tokenformer_core::ops::pattention;
+use tokenformer_core::{DType, Norm, Rng};
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32 * 0.02).collect()
@@ -19,28 +20,30 @@ fn bench_dots(c: &mut Criterion) {
     let n = 3072;
     let (a, b) = (random(n, &mut rng), random(n, &mut rng));
     let mut x8 = vec![BlockQ8_0::default(); n / QK];
-    quant::quantize_row_q8_0(&b, &mut x8);
+    BlockQ8_0::quantize_row(&b, &mut x8);
     let mut w8 = vec![BlockQ8_0::default(); n / QK];
-    quant::quantize_row_q8_0(&a, &mut w8);
+    BlockQ8_0::quantize_row(&a, &mut w8);
     let mut w4 = vec![BlockQ4_0::default(); n / QK];
-    quant::quantize_row_q4_0(&a, &mut w4);
+    BlockQ4_0::quantize_row(&a, &mut w4);
+    let acts = Q8Acts::from_blocks(x8.clone(), n / QK);
+    let mut out = [0.0f32];
     let mut g = c.benchmark_group("dot_3072");
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("f32_scalar", |bn| {
         bn.iter(|| linalg::dot(black_box(&a), &b))
     });
-    g.bench_function("f32_simd", |bn| bn.iter(|| vector::dot(black_box(&a), &b)));
+    g.bench_function("f32_simd", |bn| bn.iter(|| Dispatch.dot(black_box(&a), &b)));
     g.bench_function("q8_0_scalar", |bn| {
-        bn.iter(|| quant::vec_dot_q8_0_q8_0(black_box(&w8), &x8))
+        bn.iter(|| BlockQ8_0::dot(black_box(&w8), &x8))
     });
     g.bench_function("q8_0_simd", |bn| {
-        bn.iter(|| vector::dot_q8_0(black_box(&w8), &x8))
+        bn.iter(|| BlockQ8_0::rows_dot(black_box(&w8), n / QK, &acts, &mut out))
     });
     g.bench_function("q4_0_scalar", |bn| {
-        bn.iter(|| quant::vec_dot_q4_0_q8_0(black_box(&w4), &x8))
+        bn.iter(|| BlockQ4_0::dot(black_box(&w4), &x8))
     });
     g.bench_function("q4_0_simd", |bn| {
-        bn.iter(|| vector::dot_q4_0(black_box(&w4), &x8))
+        bn.iter(|| BlockQ4_0::rows_dot(black_box(&w4), n / QK, &acts, &mut out))
     });
     g.finish();
 }
@@ -59,7 +62,7 @@ fn bench_matvec(c: &mut Criterion) {
         g.bench_function("f32_scalar", |bn| {
             bn.iter(|| linalg::matmul_nt(black_box(&x), &w, k, &mut out))
         });
-        for f in Format::ALL {
+        for f in WEIGHT_FORMATS {
             let m = Matrix::quantize(&w, f);
             g.bench_function(format!("{f}_simd"), |bn| {
                 bn.iter(|| matmul::matmul_nt(&m, black_box(&x), k, &mut out))
@@ -89,9 +92,9 @@ fn bench_pattention(c: &mut Criterion) {
     g.bench_function("f32_scalar_reference", |bn| {
         bn.iter(|| pattention::pattention(black_box(&x), &k, &v, d, Norm::L2NormGelu, n, &mut out))
     });
-    for f in Format::ALL {
+    for f in WEIGHT_FORMATS {
         let km = Matrix::quantize(&k, f);
-        let vm = if f == Format::F32 {
+        let vm = if f == DType::F32 {
             Matrix::quantize(&v, f)
         } else {
             Matrix::quantize(&transpose(&v, n, d), f)

@@ -1,9 +1,11 @@
 //! Kernel throughput per CPU-second of this thread (robust to a shared, loaded machine):
 //! `cargo run --release -p tokenformer-benches --example kspeed`.
 use std::time::Instant;
-use tokenformer_core::kernels::{matmul, vector};
+use tokenformer_core::formats::WEIGHT_FORMATS;
+use tokenformer_core::kernels::{matmul, vector::Dispatch};
 use tokenformer_core::model::Matrix;
-use tokenformer_core::{Format, Rng};
+use tokenformer_core::ops::linalg::Vector;
+use tokenformer_core::{DType, Rng};
 
 fn cpu() -> f64 {
     let mut ts = libc::timespec {
@@ -26,7 +28,7 @@ fn main() {
             let w: Vec<f32> = (0..rows * k).map(|_| rng.normal() as f32 * 0.02).collect();
             let x: Vec<f32> = (0..k).map(|_| rng.normal() as f32).collect();
             let mut out = vec![0.0; rows];
-            for f in Format::ALL {
+            for f in WEIGHT_FORMATS {
                 let m = Matrix::quantize(&w, f);
                 let reps = (2e8 as usize / m.bytes()).max(3);
                 matmul::matmul_nt(&m, &x, k, &mut out);
@@ -48,8 +50,8 @@ fn main() {
         let v: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32 * 0.02).collect();
         let s: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
         let mut out = vec![0.0; d];
-        for f in Format::ALL {
-            let m = if f == Format::F32 {
+        for f in WEIGHT_FORMATS {
+            let m = if f == DType::F32 {
                 Matrix::quantize(&v, f)
             } else {
                 Matrix::quantize(&tokenformer_core::model::transpose(&v, n, d), f)
@@ -65,7 +67,7 @@ fn main() {
         let (c0, t0) = (cpu(), Instant::now());
         let mut s = 0.0;
         for _ in 0..4 {
-            s += vector::sum(&buf);
+            s += Dispatch.sum(&buf);
         }
         println!(
             "stream sum: {:.2} GB/s per CPU-s, {:.2} wall ({s})",

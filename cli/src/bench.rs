@@ -5,7 +5,9 @@ use crate::common;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
-use tokenformer_core::{kernels, Format, Rng, Session};
+use tokenformer_core::kernels::vector::Dispatch;
+use tokenformer_core::ops::linalg::Vector;
+use tokenformer_core::{kernels, DType, Rng, Session};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,7 +45,7 @@ fn stream_bandwidth() -> f64 {
     let mut sink = 0.0f32;
     for _ in 0..6 {
         let t = Instant::now();
-        sink += buf.par_chunks(chunk).map(kernels::vector::sum).sum::<f32>();
+        sink += buf.par_chunks(chunk).map(|c| Dispatch.sum(c)).sum::<f32>();
         best = best.min(t.elapsed().as_secs_f64());
     }
     std::hint::black_box(sink);
@@ -149,7 +151,7 @@ pub fn run(a: Args) -> Result<(), String> {
         .layers
         .first()
         .map(|l| l.ffn.keys.format())
-        .unwrap_or(Format::F32);
+        .unwrap_or(DType::F32);
     let embedding_format = model.embedding.format();
     if a.json {
         println!(

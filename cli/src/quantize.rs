@@ -2,7 +2,8 @@
 
 use crate::common;
 use std::path::PathBuf;
-use tokenformer_core::{file, DType, Format};
+use tokenformer_core::formats::WEIGHT_FORMATS;
+use tokenformer_core::{file, DType};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -14,22 +15,24 @@ pub struct Args {
     out: PathBuf,
     /// Block format of the key and value parameter tokens: q8_0 or q4_0.
     #[arg(long, value_parser = parse_format)]
-    format: Format,
+    format: DType,
     /// Format of the (tied) embedding: q8_0, q4_0 or f32 (default: same as --format). It is
     /// read whole by every token's logits, so it weighs on decode speed like the layers.
     #[arg(long, value_parser = parse_any_format)]
-    embedding: Option<Format>,
+    embedding: Option<DType>,
 }
 
-fn parse_any_format(s: &str) -> Result<Format, String> {
-    Format::parse(s).ok_or_else(|| format!("unknown format `{s}` (expected q8_0, q4_0 or f32)"))
+fn parse_any_format(s: &str) -> Result<DType, String> {
+    DType::parse(s)
+        .filter(|f| WEIGHT_FORMATS.contains(f))
+        .ok_or_else(|| format!("unknown format `{s}` (expected q8_0, q4_0 or f32)"))
 }
 
-fn parse_format(s: &str) -> Result<Format, String> {
-    match Format::parse(s) {
-        Some(f) if f != Format::F32 => Ok(f),
-        _ => Err(format!("unknown format `{s}` (expected q8_0 or q4_0)")),
-    }
+fn parse_format(s: &str) -> Result<DType, String> {
+    parse_any_format(s)
+        .ok()
+        .filter(|f| f.is_block())
+        .ok_or_else(|| format!("unknown format `{s}` (expected q8_0 or q4_0)"))
 }
 
 pub fn run(a: Args) -> Result<(), String> {
@@ -42,7 +45,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let kept = q
         .tensors()
         .iter()
-        .filter(|m| m.format() == Format::F32)
+        .filter(|m| m.format() == DType::F32)
         .count()
         - 2; // the final norm's weight and bias always stay f32
     file::save(

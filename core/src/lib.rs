@@ -2,9 +2,9 @@
 //!
 //! - [`config`]: sizes, presets, validation, parameter and FLOP counts.
 //! - [`graph`]: the model, written once over the [`graph::Ops`] trait.
-//! - [`ops`]: scalar reference kernels (Pattention, LayerNorm, rotary, attention).
-//! - [`quant`]: the Q8_0 / Q4_0 block formats, defined once; [`kernels`]: their SIMD twins and
-//!   the threaded products inference runs (scalar without `std`).
+//! - [`ops`]: one module per op, scalar forward and backward rows (the reference).
+//! - [`formats`]: the Q8_0 / Q4_0 block formats, one `Block` impl each; [`kernels`]: the SIMD
+//!   twins at a run-time level and the threaded products inference runs (scalar without `std`).
 //! - `init` and [`grow`]: fresh weights, and progressive scaling by appending parameter tokens.
 //! - [`layout`]: the tensors of a model (names, shapes, order), defined once.
 //! - [`checkpoint`]: safetensors (the crate) with the config in its metadata; zero-copy, fully
@@ -27,6 +27,7 @@ pub mod convert;
 pub mod dtype;
 #[cfg(feature = "std")]
 pub mod file;
+pub mod formats;
 pub mod graph;
 pub mod grow;
 pub mod init;
@@ -34,7 +35,6 @@ pub mod kernels;
 pub mod layout;
 pub mod model;
 pub mod ops;
-pub mod quant;
 pub mod sample;
 pub mod session;
 #[cfg(feature = "std")]
@@ -44,7 +44,6 @@ pub use checkpoint::LoadError;
 pub use config::{Config, ConfigError, Norm};
 pub use dtype::DType;
 pub use model::{Matrix, Model};
-pub use quant::Format;
 pub use sample::{Rng, Sampler, SamplerConfig};
 pub use session::{Session, SessionError};
 

@@ -2,11 +2,11 @@
 
 use crate::config::{Config, ConfigError, PattentionKind};
 use crate::dtype::DType;
+use crate::formats::{blocks_from_bytes, blocks_to_bytes, Block, BlockQ4_0, BlockQ8_0, QK};
 use crate::graph::Proj;
 use crate::layout;
 pub use crate::layout::{tensor_specs, tensor_specs_iter, Role, TensorSpec};
 use crate::ops::rotary::RopeTable;
-use crate::quant::{self, BlockQ4_0, BlockQ8_0, Format, QK};
 use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec;
@@ -25,28 +25,66 @@ pub enum Matrix<'a> {
     Q4_0(Cow<'a, [BlockQ4_0]>),
 }
 
+/// The one place that maps storage formats to their block types: `each_format!(m, w => f32
+/// arm, b => blocks arm)` matches a matrix, binding the f32 values or the blocks (the blocks arm
+/// is written once, generic over [`Block`]); `each_format!(dtype, B => arm, _ => other)` names
+/// the block type of a [`DType`]. A new block format adds one row to each half.
+macro_rules! each_format {
+    ($m:expr, $w:ident => $f32:expr, $b:ident => $blocks:expr) => {
+        match $m {
+            Matrix::F32($w) => $f32,
+            Matrix::Q8_0($b) => $blocks,
+            Matrix::Q4_0($b) => $blocks,
+        }
+    };
+    ($d:expr, $B:ident => $blocks:expr, _ => $other:expr) => {
+        match $d {
+            DType::Q8_0 => {
+                type $B = BlockQ8_0;
+                $blocks
+            }
+            DType::Q4_0 => {
+                type $B = BlockQ4_0;
+                $blocks
+            }
+            _ => $other,
+        }
+    };
+}
+pub(crate) use each_format;
+
+impl<'a> From<Cow<'a, [BlockQ8_0]>> for Matrix<'a> {
+    fn from(b: Cow<'a, [BlockQ8_0]>) -> Self {
+        Matrix::Q8_0(b)
+    }
+}
+
+impl<'a> From<Cow<'a, [BlockQ4_0]>> for Matrix<'a> {
+    fn from(b: Cow<'a, [BlockQ4_0]>) -> Self {
+        Matrix::Q4_0(b)
+    }
+}
+
 impl Default for Matrix<'_> {
     fn default() -> Self {
         Matrix::F32(Cow::Borrowed(&[]))
     }
 }
 
+/// The element type of a block slice.
+fn dtype_of<B: Block>(_: &[B]) -> DType {
+    B::DTYPE
+}
+
 impl<'a> Matrix<'a> {
-    pub fn format(&self) -> Format {
-        match self {
-            Matrix::F32(_) => Format::F32,
-            Matrix::Q8_0(_) => Format::Q8_0,
-            Matrix::Q4_0(_) => Format::Q4_0,
-        }
+    /// The storage format: f32 or a block format.
+    pub fn format(&self) -> DType {
+        each_format!(self, _w => DType::F32, b => dtype_of(b))
     }
 
     /// Number of values (not blocks).
     pub fn len(&self) -> usize {
-        match self {
-            Matrix::F32(w) => w.len(),
-            Matrix::Q8_0(b) => b.len() * QK,
-            Matrix::Q4_0(b) => b.len() * QK,
-        }
+        each_format!(self, w => w.len(), b => b.len() * QK)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -55,11 +93,7 @@ impl<'a> Matrix<'a> {
 
     /// Bytes of storage: what a pass over the matrix reads from memory.
     pub fn bytes(&self) -> usize {
-        match self {
-            Matrix::F32(w) => w.len() * 4,
-            Matrix::Q8_0(b) => core::mem::size_of_val::<[BlockQ8_0]>(b),
-            Matrix::Q4_0(b) => core::mem::size_of_val::<[BlockQ4_0]>(b),
-        }
+        self.format().bytes_for(self.len())
     }
 
     pub fn as_f32(&self) -> Option<&[f32]> {
@@ -70,71 +104,59 @@ impl<'a> Matrix<'a> {
     }
 
     pub fn is_borrowed(&self) -> bool {
-        matches!(
-            self,
-            Matrix::F32(Cow::Borrowed(_))
-                | Matrix::Q8_0(Cow::Borrowed(_))
-                | Matrix::Q4_0(Cow::Borrowed(_))
-        )
+        each_format!(self, w => matches!(w, Cow::Borrowed(_)), b => matches!(b, Cow::Borrowed(_)))
     }
 
     /// A borrowed view.
     pub fn view(&self) -> Matrix<'_> {
-        match self {
-            Matrix::F32(w) => Matrix::F32(Cow::Borrowed(w)),
-            Matrix::Q8_0(b) => Matrix::Q8_0(Cow::Borrowed(b)),
-            Matrix::Q4_0(b) => Matrix::Q4_0(Cow::Borrowed(b)),
-        }
+        each_format!(self, w => Matrix::F32(Cow::Borrowed(w)), b => Cow::Borrowed(&b[..]).into())
     }
 
     pub fn into_owned(self) -> Matrix<'static> {
-        match self {
-            Matrix::F32(w) => Matrix::F32(Cow::Owned(w.into_owned())),
-            Matrix::Q8_0(b) => Matrix::Q8_0(Cow::Owned(b.into_owned())),
-            Matrix::Q4_0(b) => Matrix::Q4_0(Cow::Owned(b.into_owned())),
-        }
+        each_format!(
+            self,
+            w => Matrix::F32(Cow::Owned(w.into_owned())),
+            b => Cow::<[_]>::Owned(b.into_owned()).into()
+        )
     }
 
-    /// Store row-major values in format `f`. Blocks never straddle rows when the row length is
-    /// a multiple of 32, which callers check (`format_error`); the length must be one.
-    pub fn quantize(x: &[f32], f: Format) -> Matrix<'static> {
-        match f {
-            Format::F32 => Matrix::F32(Cow::Owned(x.to_vec())),
-            Format::Q8_0 => {
-                let mut b = vec![BlockQ8_0::default(); x.len() / QK];
-                quant::quantize_row_q8_0(x, &mut b);
-                Matrix::Q8_0(Cow::Owned(b))
-            }
-            Format::Q4_0 => {
-                let mut b = vec![BlockQ4_0::default(); x.len() / QK];
-                quant::quantize_row_q4_0(x, &mut b);
-                Matrix::Q4_0(Cow::Owned(b))
-            }
-        }
+    /// Store row-major values in format `f` (f32 or a block format; other element types store
+    /// f32). Blocks never straddle rows when the row length is a multiple of 32, which callers
+    /// check (`format_error`); the length must be one.
+    pub fn quantize(x: &[f32], f: DType) -> Matrix<'static> {
+        each_format!(f, B => {
+            let mut b = vec![B::default(); x.len() / QK];
+            B::quantize_row(x, &mut b);
+            Cow::<[B]>::Owned(b).into()
+        }, _ => Matrix::F32(Cow::Owned(x.to_vec())))
+    }
+
+    /// A block-format matrix over stored bytes (a whole number of blocks; borrowed when
+    /// aligned), or `None` when `f` is not a block format.
+    pub fn from_block_bytes(f: DType, bytes: &'a [u8]) -> Option<Matrix<'a>> {
+        each_format!(f, B => Some(blocks_from_bytes::<B>(bytes).into()), _ => None)
+    }
+
+    /// The matrix as stored in a file: little-endian f32 values, or the blocks' bytes
+    /// (borrowed on a little-endian target).
+    pub fn stored_bytes(&self) -> Cow<'_, [u8]> {
+        each_format!(self, w => f32_bytes(w), b => blocks_to_bytes(b))
     }
 
     /// Row `r` of a matrix with rows `cols` long, as f32.
     pub fn row_f32(&self, r: usize, cols: usize, out: &mut [f32]) {
         let range = r * cols..(r + 1) * cols;
-        match self {
-            Matrix::F32(w) => out.copy_from_slice(&w[range]),
-            Matrix::Q8_0(b) => {
-                quant::dequantize_row_q8_0(&b[range.start / QK..range.end / QK], out)
-            }
-            Matrix::Q4_0(b) => {
-                quant::dequantize_row_q4_0(&b[range.start / QK..range.end / QK], out)
-            }
-        }
+        each_format!(
+            self,
+            w => out.copy_from_slice(&w[range]),
+            b => Block::dequantize_row(&b[range.start / QK..range.end / QK], out)
+        )
     }
 
     /// Every value as f32, in storage order.
     pub fn to_f32(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.len()];
-        match self {
-            Matrix::F32(w) => out.copy_from_slice(w),
-            Matrix::Q8_0(b) => quant::dequantize_row_q8_0(b, &mut out),
-            Matrix::Q4_0(b) => quant::dequantize_row_q4_0(b, &mut out),
-        }
+        each_format!(self, w => out.copy_from_slice(w), b => Block::dequantize_row(b, &mut out));
         out
     }
 }
@@ -270,11 +292,6 @@ pub fn format_error(spec: &TensorSpec, f: DType) -> Option<&'static str> {
     None
 }
 
-/// The element type of a matrix format.
-fn dtype(f: Format) -> DType {
-    DType::parse(f.name()).unwrap_or(DType::F32)
-}
-
 impl<'a> Model<'a> {
     /// Assemble a model from f32 tensors given in `tensor_specs` order, checking every length.
     pub fn from_tensors(config: Config, tensors: Vec<Weight<'a>>) -> Result<Model<'a>, ModelError> {
@@ -304,7 +321,7 @@ impl<'a> Model<'a> {
             config,
         };
         for (s, t) in tensor_specs_iter(&model.config.clone()).zip(tensors) {
-            let format = dtype(t.format());
+            let format = t.format();
             if let Some(reason) = format_error(&s, format) {
                 return Err(ModelError::Format {
                     name: s.name,
@@ -382,7 +399,7 @@ impl<'a> Model<'a> {
             .map(|spec| {
                 let m = self.tensor(spec.role);
                 let x = m.to_f32();
-                if m.format() != Format::F32 && spec.role.transposed_when_quantized() {
+                if m.format() != DType::F32 && spec.role.transposed_when_quantized() {
                     transpose(&x, spec.shape[1], spec.shape[0])
                 } else {
                     x
@@ -443,12 +460,8 @@ impl<'a> Model<'a> {
     /// A copy with the embedding in `embedding` and every key and value matrix in `layers`.
     /// Values are transposed into [d_out, n] rows. A matrix whose stored rows are not whole
     /// 32-value blocks (only tiny test models have such) stays f32.
-    pub fn quantize(
-        &self,
-        layers: Format,
-        embedding: Format,
-    ) -> Result<Model<'static>, ModelError> {
-        if self.matrices().iter().any(|m| m.format() != Format::F32) {
+    pub fn quantize(&self, layers: DType, embedding: DType) -> Result<Model<'static>, ModelError> {
+        if self.matrices().iter().any(|m| m.format() != DType::F32) {
             return Err(ModelError::AlreadyQuantized);
         }
         let specs = tensor_specs(&self.config);
@@ -460,9 +473,9 @@ impl<'a> Model<'a> {
             } else {
                 layers
             };
-            let q = if format_error(spec, dtype(f)).is_some() {
+            let q = if format_error(spec, f).is_some() {
                 Matrix::F32(Cow::Owned(x.to_vec()))
-            } else if f != Format::F32 && spec.role.transposed_when_quantized() {
+            } else if f != DType::F32 && spec.role.transposed_when_quantized() {
                 Matrix::quantize(&transpose(x, spec.shape[0], spec.shape[1]), f)
             } else {
                 Matrix::quantize(x, f)
@@ -493,4 +506,16 @@ pub fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// Little-endian bytes of f32 values: the values themselves on a little-endian target.
+fn f32_bytes(x: &[f32]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: u8 has no alignment or validity requirements and the length covers exactly
+        // the f32 slice, which on a little-endian target is its file layout.
+        return Cow::Borrowed(unsafe {
+            core::slice::from_raw_parts(x.as_ptr().cast::<u8>(), x.len() * 4)
+        });
+    }
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
 }

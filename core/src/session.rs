@@ -2,9 +2,9 @@
 
 use crate::config::{Config, PattentionKind};
 use crate::graph::{self, Ops, Proj};
-use crate::kernels::{attention, matmul};
+use crate::kernels::{matmul, vector::Dispatch};
 use crate::model::{LayerWeights, Model};
-use crate::ops::{norm, pattention};
+use crate::ops::{attention, norm, theta};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -248,7 +248,7 @@ impl Ops for Infer<'_, '_, '_> {
         matmul::matmul_nt(&w.keys, &x.data, d_in, &mut scores.data);
         let (norm, scale_n) = (self.model.config.norm, self.model.scale_tokens(p));
         for row in scores.data.chunks_exact_mut(n) {
-            pattention::theta(row, norm, scale_n);
+            theta::theta(row, norm, scale_n);
         }
         let mut out = Tensor::zeros(x.rows, d_out);
         matmul::matmul_values(&w.values, &scores.data, n, d_out, &mut out.data);
@@ -269,6 +269,7 @@ impl Ops for Infer<'_, '_, '_> {
         vc.extend_from_slice(&v.data);
         let mut out = Tensor::zeros(q.rows, q.cols);
         attention::causal_attention(
+            Dispatch,
             &q.data,
             kc,
             vc,

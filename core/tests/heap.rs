@@ -6,8 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use tokenformer_core::checkpoint;
-use tokenformer_core::DType;
-use tokenformer_core::{init::init, Config, Format, Norm, Session};
+use tokenformer_core::{init::init, Config, DType, Norm, Session};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -120,7 +119,7 @@ fn bytes_needed_bounds_a_session_and_is_tight() {
     big_vocab.max_context = 64;
     pool.install(|| {
         for (name, cfg) in [("tiny", tiny()), ("wider", wider), ("big vocab", big_vocab)] {
-            for (fmt, label) in [(Format::Q8_0, "q8_0"), (Format::Q4_0, "q4_0")] {
+            for (fmt, label) in [(DType::Q8_0, "q8_0"), (DType::Q4_0, "q4_0")] {
                 let model = init(cfg.clone(), 7).unwrap().quantize(fmt, fmt).unwrap();
                 let bytes = checkpoint::to_bytes(&model, DType::F32);
                 drop(model);

@@ -1,15 +1,43 @@
-//! Every dispatched kernel against its scalar reference (`ops`, `quant`), on the instruction set
-//! this machine dispatches to (printed), at odd and model-sized lengths, single- and
-//! multi-threaded. Bound (the spec's "relative ≤ 1e-6·n"): |fast − reference| ≤ 1e-6 · n · mean|term|,
+//! Every dispatched kernel against its scalar reference (`ops`, `formats`), at every kernel level
+//! this machine has (printed), at odd and model-sized lengths, single- and multi-threaded; the
+//! `scalar` level against the no_std code bit for bit. Bound (the spec's "relative ≤ 1e-6·n"): |fast − reference| ≤ 1e-6 · n · mean|term|,
 //! terms being the products summed (their absolute mean, unlike the sum, cannot vanish by
 //! cancellation).
 
 use proptest::prelude::*;
-use tokenformer_core::kernels::{attention, matmul, vector};
+use std::sync::Mutex;
+use tokenformer_core::formats::{Block, BlockQ4_0, BlockQ8_0, Q8Acts, QK, WEIGHT_FORMATS};
+use tokenformer_core::kernels::vector::{self, Dispatch};
+use tokenformer_core::kernels::{self, matmul, Level, LevelError};
 use tokenformer_core::model::{transpose, Matrix};
-use tokenformer_core::ops::{attention as attention_ref, linalg};
-use tokenformer_core::quant::{self, BlockQ4_0, BlockQ8_0, Format, Q8Acts, QK};
-use tokenformer_core::Rng;
+use tokenformer_core::ops::attention::causal_attention;
+use tokenformer_core::ops::linalg::{self, Scalar, Vector};
+use tokenformer_core::{DType, Rng};
+
+/// The level is process-wide: tests that switch it take turns.
+static LEVEL_LOCK: Mutex<()> = Mutex::new(());
+
+/// Run `f` at every kernel level this CPU has, then restore the best.
+fn at_every_level(mut f: impl FnMut(Level)) {
+    let _turn = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for l in kernels::available_levels() {
+        kernels::set_level(l).unwrap();
+        f(l);
+    }
+    kernels::set_level(kernels::best_level()).unwrap();
+}
+
+/// One row of weights against one row of activations through the dispatched rows-dot.
+fn rows_dot_1<B: Block>(w: &[B], x: &[BlockQ8_0]) -> f32 {
+    let mut out = [0.0];
+    B::rows_dot(
+        w,
+        w.len(),
+        &Q8Acts::from_blocks(x.to_vec(), x.len()),
+        &mut out,
+    );
+    out[0]
+}
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32).collect()
@@ -34,11 +62,82 @@ fn abs_terms(a: &[f32], b: &[f32]) -> f64 {
 }
 
 #[test]
-fn prints_dispatch() {
+fn prints_levels() {
+    let levels: Vec<&str> = kernels::available_levels()
+        .iter()
+        .map(|l| l.name())
+        .collect();
     println!(
-        "kernels dispatch to: {}",
-        tokenformer_core::kernels::instruction_set()
+        "kernel levels tested: {} (default {})",
+        levels.join(", "),
+        kernels::best_level()
     );
+}
+
+#[test]
+fn unavailable_or_unknown_levels_are_typed_errors() {
+    for l in Level::ALL {
+        assert_eq!(kernels::set_level(l).is_ok(), l.is_available(), "{l}");
+        if !l.is_available() {
+            assert_eq!(kernels::set_level(l), Err(LevelError::Unavailable(l)));
+        }
+    }
+    let _turn = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    kernels::set_level(kernels::best_level()).unwrap();
+    assert_eq!(Level::parse("AVX2"), Some(Level::Avx2));
+    assert_eq!(Level::parse("sse"), None);
+    assert!(Level::Scalar.is_available());
+}
+
+#[test]
+fn environment_variable_names_a_level() {
+    let _turn = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let set = |v: &str| std::env::set_var(kernels::LEVEL_ENV, v);
+    set("scalar");
+    assert_eq!(kernels::level_from_env(), Ok(Some(Level::Scalar)));
+    set("bogus");
+    assert_eq!(
+        kernels::level_from_env(),
+        Err(LevelError::Unknown("bogus".into()))
+    );
+    set("");
+    assert_eq!(kernels::level_from_env(), Ok(None));
+    std::env::remove_var(kernels::LEVEL_ENV);
+}
+
+/// The `scalar` level runs the no_std code itself: equal bit for bit, not merely close.
+#[test]
+fn scalar_level_is_the_reference_bit_for_bit() {
+    let _turn = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    kernels::set_level(Level::Scalar).unwrap();
+    let mut rng = Rng::new(17);
+    let (k, rows, t) = (96, 7, 3);
+    let (w, x) = (random(rows * k, &mut rng), random(t * k, &mut rng));
+    assert_eq!(
+        Dispatch.dot(&w[..k], &x[..k]).to_bits(),
+        linalg::dot(&w[..k], &x[..k]).to_bits()
+    );
+    let (mut a, mut b) = (vec![0.0; rows * t], vec![0.0; rows * t]);
+    vector::rows_dot_f32(&w, &x, k, &mut a);
+    linalg::rows_dot(Scalar, &w, &x, k, &mut b);
+    assert_eq!(a, b);
+    let acts = Q8Acts::quantize(&x, k);
+    let m = Matrix::quantize(&w, DType::Q4_0);
+    let Matrix::Q4_0(w4) = &m else { unreachable!() };
+    BlockQ4_0::rows_dot(w4, k / QK, &acts, &mut a);
+    for (r, o) in a.chunks(t).enumerate() {
+        for (i, &v) in o.iter().enumerate() {
+            let want = BlockQ4_0::dot(&w4[r * 3..(r + 1) * 3], acts.row(i).0);
+            assert_eq!(v.to_bits(), want.to_bits());
+        }
+    }
+    let (d, heads, pos0) = (96, 3, 5);
+    let kv = random((pos0 + t) * d, &mut rng);
+    let (mut a, mut b) = (vec![0.0; t * d], vec![0.0; t * d]);
+    causal_attention(Dispatch, &x, &kv, &kv, d, heads, pos0, &mut a);
+    causal_attention(Scalar, &x, &kv, &kv, d, heads, pos0, &mut b);
+    assert_eq!(a, b);
+    kernels::set_level(kernels::best_level()).unwrap();
 }
 
 proptest! {
@@ -48,17 +147,19 @@ proptest! {
     fn dot_axpy_sum_match_scalar(n in 0usize..300, seed in any::<u64>(), alpha in -3.0f32..3.0) {
         let mut rng = Rng::new(seed);
         let (a, b) = (random(n, &mut rng), random(n, &mut rng));
-        check(vector::dot(&a, &b), linalg::dot(&a, &b), abs_terms(&a, &b), n, "dot");
-        let mut y1 = b.clone();
-        let mut y2 = b.clone();
-        vector::axpy(alpha, &a, &mut y1);
-        linalg::axpy(alpha, &a, &mut y2);
-        for ((p, q), (xi, yi)) in y1.iter().zip(&y2).zip(a.iter().zip(&b)) {
-            check(*p, *q, (alpha * xi).abs() as f64 + yi.abs() as f64, 1, "axpy");
-        }
-        let s: f64 = a.iter().map(|x| *x as f64).sum();
-        let sa: f64 = a.iter().map(|x| x.abs() as f64).sum::<f64>() / n.max(1) as f64;
-        check(vector::sum(&a), s as f32, sa, n, "sum");
+        at_every_level(|_| {
+            check(Dispatch.dot(&a, &b), linalg::dot(&a, &b), abs_terms(&a, &b), n, "dot");
+            let mut y1 = b.clone();
+            let mut y2 = b.clone();
+            Dispatch.axpy(alpha, &a, &mut y1);
+            linalg::axpy(alpha, &a, &mut y2);
+            for ((p, q), (xi, yi)) in y1.iter().zip(&y2).zip(a.iter().zip(&b)) {
+                check(*p, *q, (alpha * xi).abs() as f64 + yi.abs() as f64, 1, "axpy");
+            }
+            let s: f64 = a.iter().map(|x| *x as f64).sum();
+            let sa: f64 = a.iter().map(|x| x.abs() as f64).sum::<f64>() / n.max(1) as f64;
+            check(Dispatch.sum(&a), s as f32, sa, n, "sum");
+        });
     }
 
     #[test]
@@ -67,17 +168,19 @@ proptest! {
         let n = blocks * QK;
         let (w, x) = (random(n, &mut rng), random(n, &mut rng));
         let mut xq = vec![BlockQ8_0::default(); blocks];
-        quant::quantize_row_q8_0(&x, &mut xq);
+        BlockQ8_0::quantize_row(&x, &mut xq);
         let mut w8 = vec![BlockQ8_0::default(); blocks];
-        quant::quantize_row_q8_0(&w, &mut w8);
+        BlockQ8_0::quantize_row(&w, &mut w8);
         let mut w4 = vec![BlockQ4_0::default(); blocks];
-        quant::quantize_row_q4_0(&w, &mut w4);
+        BlockQ4_0::quantize_row(&w, &mut w4);
         // Terms: the elementwise products of the dequantized values (n = 32 per block).
-        let deq8 = |b: &[BlockQ8_0]| { let mut v = vec![0.0; n]; quant::dequantize_row_q8_0(b, &mut v); v };
-        let (w8d, xd) = (deq8(&w8), deq8(&xq));
-        let w4d = { let mut v = vec![0.0; n]; quant::dequantize_row_q4_0(&w4, &mut v); v };
-        check(vector::dot_q8_0(&w8, &xq), quant::vec_dot_q8_0_q8_0(&w8, &xq), abs_terms(&w8d, &xd), n, "q8_0");
-        check(vector::dot_q4_0(&w4, &xq), quant::vec_dot_q4_0_q8_0(&w4, &xq), abs_terms(&w4d, &xd), n, "q4_0");
+        let deq = |b: &Matrix| b.to_f32();
+        let (w8d, xd) = (deq(&Matrix::Q8_0(w8.as_slice().into())), deq(&Matrix::Q8_0(xq.as_slice().into())));
+        let w4d = deq(&Matrix::Q4_0(w4.as_slice().into()));
+        at_every_level(|_| {
+            check(rows_dot_1(&w8, &xq), BlockQ8_0::dot(&w8, &xq), abs_terms(&w8d, &xd), n, "q8_0");
+            check(rows_dot_1(&w4, &xq), BlockQ4_0::dot(&w4, &xq), abs_terms(&w4d, &xd), n, "q4_0");
+        });
     }
 }
 
@@ -95,12 +198,14 @@ fn quantized_dot_extremes() {
     ] {
         let w = vec![BlockQ8_0 { d, qs: [wq; QK] }; 3];
         let x = vec![BlockQ8_0 { d, qs: [xq; QK] }; 3];
-        let want = quant::vec_dot_q8_0_q8_0(&w, &x);
+        let want = BlockQ8_0::dot(&w, &x);
         assert_eq!(want, 3.0 * 32.0 * wq as f32 * xq as f32 * 0.25);
-        assert_eq!(vector::dot_q8_0(&w, &x), want, "{wq} · {xq}");
         let w4 = vec![BlockQ4_0 { d, qs: [0x0f; 16] }; 3]; // −8 and +7
-        let want = quant::vec_dot_q4_0_q8_0(&w4, &x);
-        assert_eq!(vector::dot_q4_0(&w4, &x), want, "q4 · {xq}");
+        let want4 = BlockQ4_0::dot(&w4, &x);
+        at_every_level(|l| {
+            assert_eq!(rows_dot_1(&w, &x), want, "{l}: {wq} · {xq}");
+            assert_eq!(rows_dot_1(&w4, &x), want4, "{l}: q4 · {xq}");
+        });
     }
 }
 
@@ -109,22 +214,23 @@ fn quantized_dot_extremes() {
 /// weights and Q8_0-rounded activations.
 #[test]
 fn products_match_f64() {
+    at_every_level(|_| products_match_f64_once());
+}
+
+fn products_match_f64_once() {
     let mut rng = Rng::new(5);
     for &(rows, k) in &[(1usize, 32usize), (7, 64), (33, 96), (100, 256), (768, 64)] {
         for t in [1usize, 2, 3, 5, 9] {
             let w = random(rows * k, &mut rng);
             let x = random(t * k, &mut rng);
-            for f in Format::ALL {
+            for f in WEIGHT_FORMATS {
                 let m = Matrix::quantize(&w, f);
                 let wd = m.to_f32();
                 // The kernels see Q8_0-rounded activations when the weights are quantized.
-                let xe = if f == Format::F32 {
+                let xe = if f == DType::F32 {
                     x.clone()
                 } else {
-                    let a = Q8Acts::quantize(&x, k);
-                    let mut v = vec![0.0; x.len()];
-                    quant::dequantize_row_q8_0(&a.blocks, &mut v);
-                    v
+                    Matrix::Q8_0(Q8Acts::quantize(&x, k).blocks.into()).to_f32()
                 };
                 let mut out = vec![f32::NAN; t * rows];
                 matmul::matmul_nt(&m, &x, k, &mut out);
@@ -143,12 +249,12 @@ fn products_match_f64() {
                 }
                 // Values: V [n = k, d_out = rows], quantized transposed.
                 let v = random(k * rows, &mut rng);
-                let vm = if f == Format::F32 {
+                let vm = if f == DType::F32 {
                     Matrix::quantize(&v, f)
                 } else {
                     Matrix::quantize(&transpose(&v, k, rows), f)
                 };
-                let vd = if f == Format::F32 {
+                let vd = if f == DType::F32 {
                     vm.to_f32()
                 } else {
                     transpose(&vm.to_f32(), rows, k)
@@ -172,11 +278,15 @@ fn products_match_f64() {
 
 #[test]
 fn products_single_and_multi_threaded_agree() {
+    at_every_level(|_| products_single_and_multi_threaded_agree_once());
+}
+
+fn products_single_and_multi_threaded_agree_once() {
     let mut rng = Rng::new(9);
     let (rows, k, t) = (300, 128, 3);
     let w = random(rows * k, &mut rng);
     let x = random(t * k, &mut rng);
-    for f in Format::ALL {
+    for f in WEIGHT_FORMATS {
         let m = Matrix::quantize(&w, f);
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -197,6 +307,10 @@ fn products_single_and_multi_threaded_agree() {
 
 #[test]
 fn attention_matches_scalar() {
+    at_every_level(|_| attention_matches_scalar_once());
+}
+
+fn attention_matches_scalar_once() {
     let mut rng = Rng::new(2);
     for &(d, heads, pos0, t) in &[
         (8usize, 2usize, 0usize, 3usize),
@@ -208,8 +322,8 @@ fn attention_matches_scalar() {
         let v = random((pos0 + t) * d, &mut rng);
         let mut a = vec![0.0; t * d];
         let mut b = vec![0.0; t * d];
-        attention::causal_attention(&q, &k, &v, d, heads, pos0, &mut a);
-        attention_ref::causal_attention(&q, &k, &v, d, heads, pos0, &mut b);
+        causal_attention(Dispatch, &q, &k, &v, d, heads, pos0, &mut a);
+        causal_attention(Scalar, &q, &k, &v, d, heads, pos0, &mut b);
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
         }

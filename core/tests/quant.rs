@@ -4,7 +4,7 @@
 use serde_json::Value;
 use tokenformer_core::checkpoint::{load, to_bytes, LoadError, QUANT_KEY};
 use tokenformer_core::session::log_softmax;
-use tokenformer_core::{init, Config, DType, Format, Matrix, Model, Rng, Session};
+use tokenformer_core::{init, Config, DType, Matrix, Model, Rng, Session};
 
 /// A small model whose every matrix has whole 32-value rows (so all of it quantizes).
 fn small() -> Config {
@@ -66,8 +66,8 @@ fn quantized_logits_close_to_f32() {
     for seed in [1u64, 2, 3] {
         let m = init::init(small(), seed).unwrap();
         let toks = tokens(32, 512, seed);
-        let q8 = m.quantize(Format::Q8_0, Format::Q8_0).unwrap();
-        let q4 = m.quantize(Format::Q4_0, Format::Q4_0).unwrap();
+        let q8 = m.quantize(DType::Q8_0, DType::Q8_0).unwrap();
+        let q4 = m.quantize(DType::Q4_0, DType::Q4_0).unwrap();
         let (kl8, w8) = divergence(&m, &q8, &toks);
         let (kl4, w4) = divergence(&m, &q4, &toks);
         println!("seed {seed}: q8_0 KL {kl8:.2e} worst {w8:.3}σ; q4_0 KL {kl4:.2e} worst {w4:.3}σ");
@@ -89,7 +89,7 @@ fn quantized_logits_close_to_f32() {
 fn quantized_session_matches_its_dequantized_weights() {
     let m = init::init(small(), 7).unwrap();
     let toks = tokens(16, 512, 7);
-    for f in [Format::Q8_0, Format::Q4_0] {
+    for f in [DType::Q8_0, DType::Q4_0] {
         let q = m.quantize(f, f).unwrap();
         let deq = Model::from_tensors(
             q.config.clone(),
@@ -113,7 +113,7 @@ fn quantized_session_matches_its_dequantized_weights() {
 fn quantized_kv_cache_matches_block() {
     let m = init::init(small(), 4).unwrap();
     let toks = tokens(12, 512, 4);
-    for f in [Format::Q8_0, Format::Q4_0] {
+    for f in [DType::Q8_0, DType::Q4_0] {
         let q = m.quantize(f, f).unwrap();
         let full = Session::new(&q).feed_all(&toks).unwrap();
         let mut s = Session::new(&q);
@@ -135,7 +135,7 @@ fn quantized_kv_cache_matches_block() {
 #[test]
 fn partial_blocks_stay_f32() {
     let m = init::init(Config::preset("tiny").unwrap(), 1).unwrap();
-    let q = m.quantize(Format::Q4_0, Format::Q8_0).unwrap();
+    let q = m.quantize(DType::Q4_0, DType::Q8_0).unwrap();
     let l = &q.layers[0];
     assert!(
         matches!(l.q.keys, Matrix::Q4_0(_)),
@@ -149,7 +149,7 @@ fn partial_blocks_stay_f32() {
     let (kl, _) = divergence(&m, &q, &tokens(8, 500, 1));
     assert!(kl <= 1e-2, "{kl}");
     assert!(
-        q.quantize(Format::Q8_0, Format::Q8_0).is_err(),
+        q.quantize(DType::Q8_0, DType::Q8_0).is_err(),
         "already quantized"
     );
 }
@@ -170,8 +170,8 @@ fn as_bytes(buf: &[u64], len: usize) -> &[u8] {
 #[test]
 fn quantized_checkpoints_round_trip_and_borrow() {
     let m = init::init(small(), 5).unwrap();
-    for f in [Format::Q8_0, Format::Q4_0] {
-        let q = m.quantize(f, Format::Q8_0).unwrap();
+    for f in [DType::Q8_0, DType::Q4_0] {
+        let q = m.quantize(f, DType::Q8_0).unwrap();
         let bytes = to_bytes(&q, DType::F32);
         let f32_size = to_bytes(&m, DType::F32).len();
         println!("{f}: {} bytes vs {} f32", bytes.len(), f32_size);
@@ -227,7 +227,7 @@ fn quant_meta(
 #[test]
 fn malformed_quantized_checkpoints_are_refused() {
     let m = init::init(small(), 6).unwrap();
-    let q = m.quantize(Format::Q8_0, Format::Q8_0).unwrap();
+    let q = m.quantize(DType::Q8_0, DType::Q8_0).unwrap();
     let bytes = to_bytes(&q, DType::F32);
     let edited = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
         let (mut h, data) = split(&bytes);

@@ -5,7 +5,6 @@
 use super::LoadError;
 use crate::dtype::DType;
 use crate::model::{Matrix, Weight};
-use crate::quant::Block;
 use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -162,21 +161,6 @@ pub struct Out<'a> {
     pub float_as: DType,
 }
 
-/// The stored bytes of blocks: the blocks themselves on a little-endian target.
-fn block_bytes<B: Block>(b: &[B]) -> Cow<'_, [u8]> {
-    if cfg!(target_endian = "little") {
-        // SAFETY: B is a repr(C) block of an f16 and bytes with no padding (its size is B::BYTES,
-        // asserted in quant.rs), so every byte is initialised and in file order; u8 has no
-        // alignment requirement; the slice borrows `b`.
-        return Cow::Borrowed(unsafe {
-            core::slice::from_raw_parts(b.as_ptr().cast::<u8>(), b.len() * B::BYTES)
-        });
-    }
-    let mut out = Vec::with_capacity(b.len() * B::BYTES);
-    b.iter().for_each(|x| x.write_bytes(&mut out));
-    Cow::Owned(out)
-}
-
 impl View for Out<'_> {
     fn dtype(&self) -> Dtype {
         match (&self.matrix, self.float_as) {
@@ -192,30 +176,16 @@ impl View for Out<'_> {
     }
 
     fn data(&self) -> Cow<'_, [u8]> {
-        let Matrix::F32(x) = &self.matrix else {
-            return match &self.matrix {
-                Matrix::Q8_0(b) => block_bytes(b),
-                Matrix::Q4_0(b) => block_bytes(b),
-                Matrix::F32(_) => Cow::Borrowed(&[]),
-            };
-        };
-        match self.dtype() {
-            Dtype::F16 => x
+        match (&self.matrix, self.dtype()) {
+            (Matrix::F32(x), Dtype::F16) => x
                 .iter()
                 .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
                 .collect(),
-            Dtype::BF16 => x
+            (Matrix::F32(x), Dtype::BF16) => x
                 .iter()
                 .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
                 .collect(),
-            _ if cfg!(target_endian = "little") => {
-                // SAFETY: u8 has no alignment or validity requirements and the length covers
-                // exactly the f32 slice, which on a little-endian target is its file layout.
-                Cow::Borrowed(unsafe {
-                    core::slice::from_raw_parts(x.as_ptr().cast::<u8>(), x.len() * 4)
-                })
-            }
-            _ => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            (m, _) => m.stored_bytes(),
         }
     }
 

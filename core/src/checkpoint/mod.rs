@@ -18,8 +18,6 @@ pub mod container;
 use crate::config::{Config, ConfigError};
 use crate::dtype::DType;
 use crate::model::{format_error, tensor_specs_iter, Matrix, Model, ModelError, TensorSpec};
-use crate::quant::{Block, BlockQ4_0, BlockQ8_0};
-use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -165,21 +163,6 @@ fn to_f32<'a>(spec: &TensorSpec, t: &RawTensor<'a>) -> Result<Matrix<'a>, LoadEr
     Ok(Matrix::F32(decode(dtype, t.bytes)))
 }
 
-/// Blocks of a quantized tensor: borrowed when aligned on a little-endian target, parsed
-/// otherwise.
-fn to_blocks<'a, B: Block>(b: &'a [u8]) -> Cow<'a, [B]> {
-    if cfg!(target_endian = "little") && b.as_ptr().align_offset(core::mem::align_of::<B>()) == 0 {
-        // SAFETY: B is a repr(C) block of an f16 (u16) and bytes, so every bit pattern is valid and
-        // its size is B::BYTES (asserted in quant.rs); the pointer is aligned for B and the length
-        // is a multiple of B::BYTES (checked by the caller); the slice borrows `b`.
-        Cow::Borrowed(unsafe {
-            core::slice::from_raw_parts(b.as_ptr().cast::<B>(), b.len() / B::BYTES)
-        })
-    } else {
-        Cow::Owned(b.chunks_exact(B::BYTES).map(B::from_bytes).collect())
-    }
-}
-
 /// Validate one quantized tensor against its spec and its metadata entry.
 fn to_quantized<'a>(
     spec: &TensorSpec,
@@ -221,10 +204,8 @@ fn to_quantized<'a>(
             got: t.shape.clone(),
         });
     }
-    Ok(match format {
-        DType::Q4_0 => Matrix::Q4_0(to_blocks::<BlockQ4_0>(t.bytes)),
-        _ => Matrix::Q8_0(to_blocks::<BlockQ8_0>(t.bytes)),
-    })
+    Matrix::from_block_bytes(format, t.bytes)
+        .ok_or_else(|| bad(format!("format `{format}` has no block type")))
 }
 
 /// Load and validate a model from checkpoint bytes. Aligned f32 and block weights borrow from

@@ -5,9 +5,11 @@
 //! layout, so its product accumulates score-weighted rows instead (split by output columns).
 //! Activations meeting quantized weights are quantized to Q8_0 once per product.
 
+#[cfg(feature = "std")]
+use super::gemm::View;
 use super::vector as vec_k;
-use crate::model::Matrix;
-use crate::quant::{Q8Acts, QK};
+use crate::formats::{Block, Q8Acts, QK};
+use crate::model::{each_format, Matrix};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -20,31 +22,25 @@ pub fn matmul_nt(m: &Matrix<'_>, x: &[f32], k: usize, out: &mut [f32]) {
     let t = x.len() / k;
     let rows = m.len() / k;
     debug_assert_eq!(out.len(), t * rows);
-    match m {
-        Matrix::F32(w) => {
+    each_format!(
+        m,
+        w => {
             #[cfg(feature = "std")]
             if t >= GEMM_MIN_ROWS {
-                return gemm_f32(t, rows, k, x, (1, k), w, (k, 1), out);
+                return gemm_f32(View::rows(x, t, k, k), View::rows(w, rows, k, k).t(), out);
             }
             row_products(rows, t, out, |r, buf| {
                 vec_k::rows_dot_f32(&w[r.start * k..r.end * k], x, k, buf)
-            });
-        }
-        Matrix::Q8_0(b) => {
+            })
+        },
+        b => {
             let acts = Q8Acts::quantize(x, k);
             let rb = k / QK;
             row_products(rows, t, out, |r, buf| {
-                vec_k::rows_dot_q8_0(&b[r.start * rb..r.end * rb], rb, &acts, buf)
-            });
+                Block::rows_dot(&b[r.start * rb..r.end * rb], rb, &acts, buf)
+            })
         }
-        Matrix::Q4_0(b) => {
-            let acts = Q8Acts::quantize(x, k);
-            let rb = k / QK;
-            row_products(rows, t, out, |r, buf| {
-                vec_k::rows_dot_q4_0(&b[r.start * rb..r.end * rb], rb, &acts, buf)
-            });
-        }
-    }
+    )
 }
 
 /// out[t, d_out] = s[t, n] · V_P, with V_P [n, d_out] in f32 or quantized and transposed
@@ -57,7 +53,7 @@ pub fn matmul_values(v: &Matrix<'_>, s: &[f32], n: usize, d_out: usize, out: &mu
     };
     #[cfg(feature = "std")]
     if t >= GEMM_MIN_ROWS {
-        return gemm_f32(t, d_out, n, s, (1, n), w, (1, d_out), out);
+        return gemm_f32(View::rows(s, t, n, n), View::rows(w, n, d_out, d_out), out);
     }
     out.fill(0.0);
     if t == 1 {
@@ -123,51 +119,9 @@ fn row_products(
     }
 }
 
-/// out[m, n] = lhs[m, k] · rhs[k, n] with (column, row) strides given for lhs and rhs.
+/// out = a · b (row-major, rows of b's width), across the kernels' threads.
 #[cfg(feature = "std")]
-#[allow(clippy::too_many_arguments)]
-fn gemm_f32(
-    m: usize,
-    n: usize,
-    k: usize,
-    lhs: &[f32],
-    (lhs_cs, lhs_rs): (usize, usize),
-    rhs: &[f32],
-    (rhs_cs, rhs_rs): (usize, usize),
-    out: &mut [f32],
-) {
-    assert!(out.len() >= m * n);
-    assert!(m == 0 || k == 0 || (m - 1) * lhs_rs + (k - 1) * lhs_cs < lhs.len());
-    assert!(n == 0 || k == 0 || (k - 1) * rhs_rs + (n - 1) * rhs_cs < rhs.len());
-    let threads = super::threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above keep every index gemm forms inside the three slices; out is
-    // exclusively borrowed and does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+fn gemm_f32(a: View<'_>, b: View<'_>, out: &mut [f32]) {
+    let n = b.shape().1;
+    super::gemm::gemm(a, b, out, n, false, super::threads());
 }

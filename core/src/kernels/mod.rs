@@ -1,35 +1,35 @@
-//! Fast kernels: SIMD twins of the scalar references in `ops` and `quant`, chosen at run time,
+//! Fast kernels: SIMD twins of the scalar references in `ops` and `formats`, chosen at run time,
 //! and the threaded products the inference session runs.
 //!
-//! - [`vector`]: f32 dot, axpy and streaming sum; Q8_0·Q8_0 and Q4_0·Q8_0 integer block dots.
-//!   In std builds each dispatches through `pulp` to the best instruction set the CPU has
-//!   (AVX-512, AVX2+FMA, NEON; the integer dots use AVX2 intrinsics on x86 and NEON-vectorised
-//!   integer code elsewhere). Without `std` (the embedded target) each is the scalar reference.
+//! - [`vector`]: f32 dot, axpy, streaming sum and the row loops of `ops::linalg` at the kernel
+//!   level in force ([`level`]): pulp's AVX-512 / AVX2+FMA / NEON bodies, or the scalar
+//!   reference itself. The block formats' rows-dots (`formats::Block::rows_dot`) use AVX2
+//!   intrinsics on x86 and the compiler-vectorised reference elsewhere.
 //! - [`matmul`]: the two Pattention products and the logits over any [`Matrix`] format, split
-//!   across rows with `rayon` and, for large f32 prompt blocks, handed to `gemm` (std only).
-//! - [`attention`]: causal attention over the KV cache with the SIMD dot and axpy.
+//!   across rows with `rayon` and, for large f32 prompt blocks, handed to [`gemm`] (std only).
 //!
-//! Every kernel is tested against its scalar reference (`core/tests/kernels.rs`).
+//! Without `std` (the embedded target) every kernel is the scalar reference. With it, the level
+//! is the best the CPU has unless forced by `TOKENFORMER_KERNELS=scalar|avx2|avx512|neon` or
+//! [`set_level`]; `scalar` runs exactly the no_std code, for bit-for-bit comparisons with
+//! firmware. Every level is tested against the scalar reference (`core/tests/kernels.rs`).
 //!
 //! [`Matrix`]: crate::model::Matrix
 
-pub mod attention;
+#[cfg(feature = "std")]
+pub mod gemm;
+mod level;
 pub mod matmul;
+#[cfg(feature = "std")]
+pub(crate) mod simd;
 pub mod vector;
 
-#[cfg(feature = "std")]
-mod simd;
+pub use level::{
+    available_levels, best_level, level, level_from_env, set_level, Level, LevelError, LEVEL_ENV,
+};
 
-/// The instruction set the dispatched kernels use on this CPU, for reports.
+/// The instruction set the kernels use (the level in force), for reports.
 pub fn instruction_set() -> &'static str {
-    #[cfg(feature = "std")]
-    {
-        simd::instruction_set()
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        "scalar"
-    }
+    level().name()
 }
 
 /// Threads the kernels split rows across (1 without std).

@@ -1,28 +1,56 @@
-//! The SIMD bodies (std builds): generic over `pulp::Simd` for f32, AVX2 intrinsics for the
-//! integer block dots on x86. Every public function dispatches once per call and runs its whole
-//! loop inside the chosen instruction set, so the per-row cost is the loop, not the dispatch.
+//! The SIMD bodies (std builds): f32 generic over `pulp::Simd`, AVX2 intrinsics for the integer
+//! block dots on x86, each entered once per call at the kernel level in force.
 
-use crate::quant::{f16_to_f32, BlockQ4_0, BlockQ8_0, QK};
+use super::vector::Kernel;
+use super::Level;
+use crate::formats::{Block, BlockQ8_0, Q8Acts};
+use crate::ops::linalg::{Scalar, Vector};
 use pulp::{Arch, Simd, WithSimd};
 
-pub fn instruction_set() -> &'static str {
-    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-    {
-        if pulp::x86::V4::is_available() {
-            "avx512"
-        } else if pulp::x86::V3::is_available() {
-            "avx2+fma"
-        } else {
-            "scalar"
+/// The pulp dispatcher of a (non-scalar, available) level.
+fn arch(l: Level) -> Arch {
+    match l {
+        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+        Level::Avx512 => pulp::x86::V4::try_new().map_or(Arch::Scalar, Arch::V4),
+        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+        Level::Avx2 => pulp::x86::V3::try_new().map_or(Arch::Scalar, Arch::V3),
+        _ => Arch::new(),
+    }
+}
+
+/// Run a kernel at the level in force: the scalar reference itself, or inside pulp's dispatch.
+#[inline(always)]
+pub(crate) fn run<K: Kernel>(k: K) -> K::Output {
+    struct Op<K>(K);
+    impl<K: Kernel> WithSimd for Op<K> {
+        type Output = K::Output;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) -> K::Output {
+            self.0.run(SimdVector(simd))
         }
     }
-    #[cfg(target_arch = "aarch64")]
-    {
-        "neon"
+    match super::level() {
+        Level::Scalar => k.run(Scalar),
+        l => arch(l).dispatch(Op(k)),
     }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64")))]
-    {
-        "scalar"
+}
+
+/// The [`Vector`] primitive in one instruction set.
+#[derive(Clone, Copy)]
+struct SimdVector<S>(S);
+
+impl<S: Simd> Vector for SimdVector<S> {
+    #[inline(always)]
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+        dot_s(self.0, a, b)
+    }
+    #[inline(always)]
+    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
+        axpy_s(self.0, alpha, x, y)
+    }
+    #[inline(always)]
+    fn sum(self, x: &[f32]) -> f32 {
+        sum_s(self.0, x)
     }
 }
 
@@ -85,132 +113,59 @@ fn sum_s<S: Simd>(simd: S, x: &[f32]) -> f32 {
     simd.reduce_sum_f32s(s) + xt.iter().sum::<f32>()
 }
 
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    struct Op<'a>(&'a [f32], &'a [f32]);
-    impl WithSimd for Op<'_> {
-        type Output = f32;
-        #[inline(always)]
-        fn with_simd<S: Simd>(self, simd: S) -> f32 {
-            dot_s(simd, self.0, self.1)
-        }
-    }
-    Arch::new().dispatch(Op(a, b))
-}
-
-pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    struct Op<'a>(f32, &'a [f32], &'a mut [f32]);
-    impl WithSimd for Op<'_> {
-        type Output = ();
-        #[inline(always)]
-        fn with_simd<S: Simd>(self, simd: S) {
-            axpy_s(simd, self.0, self.1, self.2)
-        }
-    }
-    Arch::new().dispatch(Op(alpha, x, y))
-}
-
-pub fn sum(x: &[f32]) -> f32 {
-    struct Op<'a>(&'a [f32]);
-    impl WithSimd for Op<'_> {
-        type Output = f32;
-        #[inline(always)]
-        fn with_simd<S: Simd>(self, simd: S) -> f32 {
-            sum_s(simd, self.0)
-        }
-    }
-    Arch::new().dispatch(Op(x))
-}
-
-/// out[r·t + i] = w_r · x_i for the rows w_r (k long) of `w` and x_i of `x`.
-pub fn rows_dot_f32(w: &[f32], x: &[f32], k: usize, out: &mut [f32]) {
-    struct Op<'a>(&'a [f32], &'a [f32], usize, &'a mut [f32]);
-    impl WithSimd for Op<'_> {
-        type Output = ();
-        #[inline(always)]
-        fn with_simd<S: Simd>(self, simd: S) {
-            let Op(w, x, k, out) = self;
-            let t = x.len() / k;
-            for (wr, o) in w.chunks_exact(k).zip(out.chunks_exact_mut(t)) {
-                for (xi, oi) in x.chunks_exact(k).zip(o) {
-                    *oi = dot_s(simd, wr, xi);
-                }
-            }
-        }
-    }
-    Arch::new().dispatch(Op(w, x, k, out))
-}
-
-/// out[i] += Σ_j s[i, j] · v[j, cols] for the rows i of `s` ([t, n]); `v` holds rows of
-/// `stride` values and `out` rows of `cols.len()`.
-pub fn scores_times_values(
-    s: &[f32],
-    v: &[f32],
-    stride: usize,
-    cols: core::ops::Range<usize>,
+/// The loop over weight rows and activation rows of a block rows-dot; `dot` gets a weight row
+/// and an activation row's blocks, f32 scales and scaled block sums.
+#[inline(always)]
+fn rows<B>(
+    w: &[B],
+    row_blocks: usize,
+    x: &Q8Acts,
     out: &mut [f32],
+    dot: impl Fn(&[B], &[BlockQ8_0], &[f32], &[f32]) -> f32,
 ) {
-    struct Op<'a>(
-        &'a [f32],
-        &'a [f32],
-        usize,
-        core::ops::Range<usize>,
-        &'a mut [f32],
-    );
-    impl WithSimd for Op<'_> {
+    let t = x.rows();
+    for (wr, o) in w.chunks_exact(row_blocks).zip(out.chunks_exact_mut(t)) {
+        for (i, oi) in o.iter_mut().enumerate() {
+            let r = i * row_blocks..(i + 1) * row_blocks;
+            *oi = dot(wr, &x.blocks[r.clone()], &x.scales[r.clone()], &x.sums[r]);
+        }
+    }
+}
+
+/// out[r·t + i] = w_r · x_i over quantized weight rows of `row_blocks` blocks and the t
+/// activation rows of `x`, at the level in force. Reference: `Block::dot` per pair.
+pub(crate) fn rows_dot<B: Block>(w: &[B], row_blocks: usize, x: &Q8Acts, out: &mut [f32]) {
+    let level = super::level();
+    if level == Level::Scalar {
+        return crate::formats::rows_dot_reference(w, row_blocks, x, out);
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return simd.vectorize(
+            #[inline(always)]
+            || {
+                rows(w, row_blocks, x, out, |a, b, d, s| {
+                    B::avx2_dot(simd, a, b, d, s)
+                })
+            },
+        );
+    }
+    struct Op<'a, B>(&'a [B], usize, &'a Q8Acts, &'a mut [f32]);
+    impl<B: Block> WithSimd for Op<'_, B> {
         type Output = ();
         #[inline(always)]
-        fn with_simd<S: Simd>(self, simd: S) {
-            let Op(s, v, stride, cols, out) = self;
-            let w = cols.len();
-            let n = v.len() / stride;
-            for (srow, orow) in s.chunks_exact(n).zip(out.chunks_exact_mut(w)) {
-                for (j, &a) in srow.iter().enumerate() {
-                    if a != 0.0 {
-                        let vj = &v[j * stride + cols.start..j * stride + cols.end];
-                        axpy_s(simd, a, vj, orow);
-                    }
-                }
-            }
+        fn with_simd<S: Simd>(self, _simd: S) {
+            let Op(w, rb, x, out) = self;
+            rows(w, rb, x, out, |a, b, _, _| B::dot(a, b))
         }
     }
-    Arch::new().dispatch(Op(s, v, stride, cols, out))
-}
-
-// ---------- integer block dots ----------
-
-/// The portable body: exact i32 block sums written so that the compiler vectorises them with
-/// whatever instruction set the dispatch enabled (NEON on aarch64).
-#[inline(always)]
-fn dot_q8_0_portable(w: &[BlockQ8_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
-    let mut sum = 0.0f32;
-    for ((a, b), &d) in w.iter().zip(x).zip(xd) {
-        let mut s = 0i32;
-        for i in 0..QK {
-            s += a.qs[i] as i32 * b.qs[i] as i32;
-        }
-        sum += s as f32 * (f16_to_f32(a.d) * d);
-    }
-    sum
-}
-
-#[inline(always)]
-fn dot_q4_0_portable(w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
-    let mut sum = 0.0f32;
-    for ((a, b), &d) in w.iter().zip(x).zip(xd) {
-        let mut s = 0i32;
-        for j in 0..QK / 2 {
-            let lo = (a.qs[j] & 0x0f) as i32 - 8;
-            let hi = (a.qs[j] >> 4) as i32 - 8;
-            s += lo * b.qs[j] as i32 + hi * b.qs[j + QK / 2] as i32;
-        }
-        sum += s as f32 * (f16_to_f32(a.d) * d);
-    }
-    sum
+    arch(level).dispatch(Op(w, row_blocks, x, out))
 }
 
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-mod avx2 {
+pub(crate) mod avx2 {
     use super::*;
+    use crate::formats::{f16_to_f32, BlockQ4_0};
     #[cfg(target_arch = "x86")]
     use core::arch::x86::*;
     #[cfg(target_arch = "x86_64")]
@@ -346,88 +301,3 @@ mod avx2 {
         simd.sse._mm_prefetch::<_MM_HINT_T0>(ptr);
     }
 }
-
-/// out[r·t + i] = w_r · x_i over quantized weight rows of `row_blocks` blocks and the `t`
-/// activation rows of `x` (blocks `xb`, f32 scales `xd`, scaled block sums `xs`).
-macro_rules! rows_dot_q {
-    ($name:ident, $block:ty, $avx2:path, $portable:ident) => {
-        pub fn $name(
-            w: &[$block],
-            row_blocks: usize,
-            xb: &[BlockQ8_0],
-            xd: &[f32],
-            xs: &[f32],
-            out: &mut [f32],
-        ) {
-            let t = xb.len() / row_blocks;
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn rows(
-                w: &[$block],
-                row_blocks: usize,
-                xb: &[BlockQ8_0],
-                xd: &[f32],
-                xs: &[f32],
-                t: usize,
-                out: &mut [f32],
-                dot: impl Fn(&[$block], &[BlockQ8_0], &[f32], &[f32]) -> f32,
-            ) {
-                for (wr, o) in w.chunks_exact(row_blocks).zip(out.chunks_exact_mut(t)) {
-                    for (i, oi) in o.iter_mut().enumerate() {
-                        let r = i * row_blocks..(i + 1) * row_blocks;
-                        *oi = dot(wr, &xb[r.clone()], &xd[r.clone()], &xs[r]);
-                    }
-                }
-            }
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            if let Some(simd) = pulp::x86::V3::try_new() {
-                return simd.vectorize(
-                    #[inline(always)]
-                    || {
-                        rows(w, row_blocks, xb, xd, xs, t, out, |a, b, d, s| {
-                            $avx2(simd, a, b, d, s)
-                        })
-                    },
-                );
-            }
-            #[allow(clippy::type_complexity)]
-            struct Op<'a>(
-                &'a [$block],
-                usize,
-                &'a [BlockQ8_0],
-                &'a [f32],
-                &'a [f32],
-                usize,
-                &'a mut [f32],
-            );
-            impl WithSimd for Op<'_> {
-                type Output = ();
-                #[inline(always)]
-                fn with_simd<S: Simd>(self, _simd: S) {
-                    let Op(w, rb, xb, xd, xs, t, out) = self;
-                    rows(w, rb, xb, xd, xs, t, out, |a, b, d, _| $portable(a, b, d))
-                }
-            }
-            Arch::new().dispatch(Op(w, row_blocks, xb, xd, xs, t, out))
-        }
-    };
-}
-
-#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-rows_dot_q!(rows_dot_q8_0, BlockQ8_0, avx2::dot_q8_0, dot_q8_0_portable);
-#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-rows_dot_q!(rows_dot_q4_0, BlockQ4_0, avx2::dot_q4_0, dot_q4_0_portable);
-#[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
-rows_dot_q!(
-    rows_dot_q8_0,
-    BlockQ8_0,
-    dot_q8_0_portable,
-    dot_q8_0_portable
-);
-#[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
-rows_dot_q!(
-    rows_dot_q4_0,
-    BlockQ4_0,
-    dot_q4_0_portable,
-    dot_q4_0_portable
-);

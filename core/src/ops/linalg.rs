@@ -1,7 +1,39 @@
-//! Dot products and matrix products over row-major slices.
+//! Dot products and matrix products over row-major slices, each row loop written once over a
+//! [`Vector`] primitive: [`Scalar`] here (the reference, what no_std runs), a SIMD one per
+//! instruction set in `kernels`.
 //!
-//! Written with independent accumulators so that the compiler vectorises them on any target
-//! without reassociation flags; the SIMD twins with runtime dispatch live in `kernels`.
+//! The scalar dot keeps independent accumulators so that the compiler vectorises it on any
+//! target without reassociation flags; it never fuses a multiply and an add, so the host's scalar
+//! path and a microcontroller's agree bit for bit.
+
+/// The primitive every row loop is written over.
+pub trait Vector: Copy {
+    /// Σ a[i]·b[i].
+    fn dot(self, a: &[f32], b: &[f32]) -> f32;
+    /// y += alpha · x.
+    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]);
+    /// Σ x.
+    fn sum(self, x: &[f32]) -> f32;
+}
+
+/// The scalar reference primitive.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scalar;
+
+impl Vector for Scalar {
+    #[inline]
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+    #[inline]
+    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
+        axpy(alpha, x, y)
+    }
+    #[inline]
+    fn sum(self, x: &[f32]) -> f32 {
+        x.iter().sum()
+    }
+}
 
 /// Σ a[i]·b[i], eight independent partial sums.
 #[inline]
@@ -31,50 +63,56 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// out[t, n] = x[t, k] · w[n, k]ᵀ: every output is a row-by-row dot product, so each row of `w`
-/// streams once per block of four input rows.
-pub fn matmul_nt(x: &[f32], w: &[f32], k: usize, out: &mut [f32]) {
+/// out[r·t + i] = w_r · x_i for the rows w_r (k long) of `w` and the t rows x_i of `x`: one
+/// weight row streams once for all activation rows.
+#[inline(always)]
+pub fn rows_dot<V: Vector>(v: V, w: &[f32], x: &[f32], k: usize, out: &mut [f32]) {
     let t = x.len() / k;
-    let n = w.len() / k;
-    debug_assert_eq!(out.len(), t * n);
-    let mut r = 0;
-    while r + 4 <= t {
-        let xs = [
-            &x[r * k..(r + 1) * k],
-            &x[(r + 1) * k..(r + 2) * k],
-            &x[(r + 2) * k..(r + 3) * k],
-            &x[(r + 3) * k..(r + 4) * k],
-        ];
-        for (j, wj) in w.chunks_exact(k).enumerate() {
-            for (b, xb) in xs.iter().enumerate() {
-                out[(r + b) * n + j] = dot(xb, wj);
-            }
-        }
-        r += 4;
-    }
-    for r in r..t {
-        let xr = &x[r * k..(r + 1) * k];
-        for (j, wj) in w.chunks_exact(k).enumerate() {
-            out[r * n + j] = dot(xr, wj);
+    for (wr, o) in w.chunks_exact(k).zip(out.chunks_exact_mut(t)) {
+        for (xi, oi) in x.chunks_exact(k).zip(o) {
+            *oi = v.dot(wr, xi);
         }
     }
 }
 
-/// out[t, m] = s[t, n] · v[n, m]: each row of `v` streams once per block of four rows, scaled by
-/// the matching score (zero scores, common after GELU, skip the row).
-pub fn matmul_nn(s: &[f32], v: &[f32], m: usize, out: &mut [f32]) {
-    let n = v.len() / m;
-    let t = s.len() / n;
-    debug_assert_eq!(out.len(), t * m);
-    out.fill(0.0);
-    for (s_blk, o_blk) in s.chunks(4 * n).zip(out.chunks_mut(4 * m)) {
-        for (j, vj) in v.chunks_exact(m).enumerate() {
-            for (srow, orow) in s_blk.chunks_exact(n).zip(o_blk.chunks_exact_mut(m)) {
-                let a = srow[j];
-                if a != 0.0 {
-                    axpy(a, vj, orow);
-                }
+/// out[i, ..] += Σ_j s[i, j] · vals[j, cols] for each row i of the scores `s` ([t, n]); `vals`
+/// has rows of `stride` values, `out` rows of `cols.len()`. Zero scores (common after GELU) skip
+/// their row.
+#[inline(always)]
+pub fn scores_times_values<V: Vector>(
+    v: V,
+    s: &[f32],
+    vals: &[f32],
+    stride: usize,
+    cols: core::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let n = vals.len() / stride;
+    for (srow, orow) in s.chunks_exact(n).zip(out.chunks_exact_mut(cols.len())) {
+        for (j, &a) in srow.iter().enumerate() {
+            if a != 0.0 {
+                v.axpy(
+                    a,
+                    &vals[j * stride + cols.start..j * stride + cols.end],
+                    orow,
+                );
             }
         }
     }
+}
+
+/// out[t, n] = x[t, k] · w[n, k]ᵀ: every output is a row-by-row dot product.
+pub fn matmul_nt(x: &[f32], w: &[f32], k: usize, out: &mut [f32]) {
+    let n = w.len() / k;
+    debug_assert_eq!(out.len(), x.len() / k * n);
+    for (xr, o) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        rows_dot(Scalar, w, xr, k, o);
+    }
+}
+
+/// out[t, m] = s[t, n] · v[n, m]: each output row accumulates the score-weighted rows of `v`.
+pub fn matmul_nn(s: &[f32], v: &[f32], m: usize, out: &mut [f32]) {
+    debug_assert_eq!(out.len(), s.len() / (v.len() / m) * m);
+    out.fill(0.0);
+    scores_times_values(Scalar, s, v, m, 0..m, out);
 }

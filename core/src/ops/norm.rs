@@ -33,3 +33,47 @@ pub fn row_stats(row: &[f32], eps: f32) -> (f64, f64) {
         / n;
     (mean, 1.0 / libm::sqrt(var + eps as f64))
 }
+
+/// Forward of one row for training: y = (x − mean)·rstd; returns rstd (saved for the backward).
+pub fn layer_norm_row(x: &[f32], eps: f32, y: &mut [f32]) -> f32 {
+    let (mean, rstd) = row_stats(x, eps);
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = ((v as f64 - mean) * rstd) as f32;
+    }
+    rstd as f32
+}
+
+/// Backward of y = (x − mean)·rstd for one row: dx = rstd·(dy − mean(dy) − y·mean(dy⊙y)).
+pub fn layer_norm_backward_row(y: &[f32], dy: &[f32], rstd: f32, dx: &mut [f32]) {
+    let n = y.len() as f32;
+    let mean_dy = dy.iter().sum::<f32>() / n;
+    let mean_dyy = dy.iter().zip(y).map(|(g, y)| g * y).sum::<f32>() / n;
+    for ((o, &g), &yv) in dx.iter_mut().zip(dy).zip(y) {
+        *o = rstd * (g - mean_dy - yv * mean_dyy);
+    }
+}
+
+/// The affine part of the final norm on one normalised row: y = x̂·w + b.
+pub fn affine_row(xhat: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    for (((o, &xv), &wv), &bv) in y.iter_mut().zip(xhat).zip(w).zip(b) {
+        *o = xv * wv + bv;
+    }
+}
+
+/// The affine norm's parameter gradients, dw += Σ dy⊙x̂ and db += Σ dy over the rows, in row
+/// order (a fixed order whatever the thread count).
+pub fn affine_params_backward(xhat: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]) {
+    let d = dw.len();
+    for (xr, gr) in xhat.chunks_exact(d).zip(dy.chunks_exact(d)) {
+        for i in 0..d {
+            dw[i] += gr[i] * xr[i];
+            db[i] += gr[i];
+        }
+    }
+}
+
+/// The affine norm's input gradient for one row: the plain norm's backward of dy⊙w.
+pub fn affine_backward_row(xhat: &[f32], rstd: f32, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let dn: alloc::vec::Vec<f32> = dy.iter().zip(w).map(|(g, w)| g * w).collect();
+    layer_norm_backward_row(xhat, &dn, rstd, dx);
+}

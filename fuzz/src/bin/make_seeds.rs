@@ -9,7 +9,7 @@ use std::path::Path;
 use tokenformer_core::checkpoint;
 use tokenformer_core::DType;
 use tokenformer_core::config::{Config, Norm};
-use tokenformer_core::{init, Format};
+use tokenformer_core::{init, DType};
 
 fn config() -> Config {
     Config {
@@ -87,8 +87,8 @@ fn main() {
     // Quantized checkpoints (U8 blocks + `quantization` metadata), and one whose values claim
     // not to be transposed.
     let qmodel = init::init(quant_config(), 2).expect("quant seed config is valid");
-    let q8 = qmodel.quantize(Format::Q8_0, Format::Q8_0).expect("f32 model");
-    let q4 = qmodel.quantize(Format::Q4_0, Format::Q8_0).expect("f32 model");
+    let q8 = qmodel.quantize(DType::Q8_0, DType::Q8_0).expect("f32 model");
+    let q4 = qmodel.quantize(DType::Q4_0, DType::Q8_0).expect("f32 model");
     let q4_bytes = checkpoint::to_bytes(&q4, DType::F32);
     seeds.push(("valid_q8_0", checkpoint::to_bytes(&q8, DType::F32), true));
     let (qjson, qdata) = split(&q4_bytes);

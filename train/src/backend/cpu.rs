@@ -5,11 +5,9 @@
 
 use super::{AdamStep, Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Theta};
 use rayon::prelude::*;
-use tokenformer_core::ops::activation::{gelu, gelu_grad};
-use tokenformer_core::ops::norm::row_stats;
-use tokenformer_core::ops::pattention::theta;
+use tokenformer_core::kernels::gemm::{gemm, View};
 use tokenformer_core::ops::rotary::rotate_row;
-use tokenformer_core::Norm;
+use tokenformer_core::ops::{attention, cross_entropy, embedding, norm, theta};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
@@ -17,91 +15,65 @@ pub struct Cpu;
 /// Rows per rayon task for cheap row-wise ops.
 const ROW_CHUNK: usize = 16;
 
-/// A strided view for gemm: element (i, j) at `ptr[i·rs + j·cs]`.
-#[derive(Clone, Copy)]
-struct View {
-    ptr: *const f32,
-    rs: isize,
-    cs: isize,
-}
-
-/// c[m, n] at (c_ptr, c_rs, unit column stride) (+)= a · b.
-///
-/// # Safety
-/// Every view must address only memory it may read (a, b) or write (c) for the given m, n, k,
-/// and c must not alias a or b.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_view(
-    m: usize,
+/// f(r, out row r, [row r of each input]) for every row of width n, ROW_CHUNK rows per task
+/// (rows are independent, so the result does not depend on the split).
+fn par_rows<const K: usize>(
+    out: &mut [f32],
     n: usize,
-    k: usize,
-    a: View,
-    b: View,
-    c: *mut f32,
-    c_rs: isize,
-    accumulate: bool,
-    par: gemm::Parallelism,
+    ins: [&[f32]; K],
+    f: impl Fn(usize, &mut [f32], [&[f32]; K]) + Sync,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m, n, k, c, 1, c_rs, accumulate, a.ptr, a.cs, a.rs, b.ptr, b.cs, b.rs, 1.0f32, 1.0f32,
-            false, false, false, par,
-        )
-    }
+    out.par_chunks_mut(n * ROW_CHUNK)
+        .enumerate()
+        .for_each(|(c, blk)| {
+            for (j, row) in blk.chunks_exact_mut(n).enumerate() {
+                let r = c * ROW_CHUNK + j;
+                f(r, row, ins.map(|x| &x[r * n..(r + 1) * n]));
+            }
+        });
 }
 
-fn parallelism(flops: usize) -> gemm::Parallelism {
-    let threads = rayon::current_num_threads();
-    if threads > 1 && flops >= 1 << 20 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    }
-}
-
-/// Row-major [rows, cols] view, or the transpose of a stored [cols, rows] matrix.
-fn view(buf: &[f32], t: bool, rows: usize, cols: usize) -> View {
-    let _ = rows;
+/// Row-major [rows, cols], or the transpose of a stored [cols, rows] matrix.
+fn view(buf: &[f32], t: bool, rows: usize, cols: usize) -> View<'_> {
     if t {
-        // logical (i, j) = stored (j, i), stored row length = rows
-        View {
-            ptr: buf.as_ptr(),
-            rs: 1,
-            cs: rows as isize,
-        }
+        View::rows(buf, cols, rows, rows).t()
     } else {
-        View {
-            ptr: buf.as_ptr(),
-            rs: cols as isize,
-            cs: 1,
+        View::rows(buf, rows, cols, cols)
+    }
+}
+
+/// Threads for one product: all of them from a million multiply-adds on, else one.
+fn threads(flops: usize) -> usize {
+    if flops >= 1 << 20 {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
+/// Head h of sequence b in a [batch·t, d] buffer: [t, hd] with rows d apart.
+fn head(x: &[f32], b: usize, h: usize, t: usize, d: usize, hd: usize) -> View<'_> {
+    View::rows(&x[b * t * d + h * hd..], t, hd, d)
+}
+
+/// Write the [t, hd] slab of each (sequence, head) task `b·heads + h` into its columns of `out`
+/// [batch·t, d]: tasks compute into their own slabs, so no two write the same memory.
+fn scatter_heads<'a>(
+    slab: impl Fn(usize) -> &'a [f32] + Sync,
+    t: usize,
+    d: usize,
+    heads: usize,
+    out: &mut [f32],
+) {
+    let hd = d / heads;
+    out.par_chunks_mut(t * d).enumerate().for_each(|(b, seq)| {
+        for h in 0..heads {
+            let src = slab(b * heads + h).chunks_exact(hd);
+            for (row, src) in seq.chunks_exact_mut(d).zip(src) {
+                row[h * hd..(h + 1) * hd].copy_from_slice(src);
+            }
         }
-    }
-}
-
-/// A pointer that several rayon tasks write through, each to its own disjoint region.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-impl SharedMut {
-    // A method, so closures capture the wrapper (Sync) rather than its raw-pointer field.
-    fn at(self, off: isize) -> *mut f32 {
-        self.0.wrapping_offset(off)
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Shared(*const f32);
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-impl Shared {
-    fn at(self, off: isize) -> *const f32 {
-        self.0.wrapping_offset(off)
-    }
+    });
 }
 
 impl Backend for Cpu {
@@ -140,25 +112,11 @@ impl Backend for Cpu {
         accumulate: bool,
     ) {
         let MatMul { m, n, k } = size;
-        assert!(a.buf.len() >= m * k && b.buf.len() >= k * n && c.len() >= m * n);
         let (va, vb) = (
             view(a.buf, a.transposed, m, k),
             view(b.buf, b.transposed, k, n),
         );
-        // SAFETY: the lengths were checked above; c is a distinct &mut so it aliases nothing.
-        unsafe {
-            gemm_view(
-                m,
-                n,
-                k,
-                va,
-                vb,
-                c.as_mut_ptr(),
-                n as isize,
-                accumulate,
-                parallelism(m * n * k),
-            )
-        }
+        gemm(va, vb, c, n, accumulate, threads(m * n * k));
     }
 
     fn add_assign(&self, y: &mut Vec<f32>, x: &Vec<f32>) {
@@ -169,22 +127,13 @@ impl Backend for Cpu {
     }
 
     fn embed_forward(&self, table: &Vec<f32>, tokens: &[u32], dims: Dims, out: &mut Vec<f32>) {
-        let d = dims.d;
-        for (row, &t) in out.chunks_exact_mut(d).zip(tokens) {
-            let t = t as usize;
-            row.copy_from_slice(&table[t * d..(t + 1) * d]);
-        }
+        embedding::embed(table, tokens, dims.d, out);
     }
 
     fn embed_backward(&self, tokens: &[u32], dout: &Vec<f32>, dims: Dims, dtable: &mut Vec<f32>) {
         let d = dims.d;
         // Sequential: repeated tokens add into the same row in a fixed order.
-        for (row, &t) in dout.chunks_exact(d).zip(tokens) {
-            let t = t as usize;
-            for (a, g) in dtable[t * d..(t + 1) * d].iter_mut().zip(row) {
-                *a += g;
-            }
-        }
+        embedding::embed_backward(tokens, dout, d, dtable);
     }
 
     fn layer_norm_forward(
@@ -206,30 +155,16 @@ impl Backend for Cpu {
         dims: Dims,
         dx: &mut Vec<f32>,
     ) {
-        let d = dims.d;
-        dx.par_chunks_mut(d * ROW_CHUNK)
-            .zip(y.par_chunks(d * ROW_CHUNK))
-            .zip(dy.par_chunks(d * ROW_CHUNK))
-            .zip(rstd.par_chunks(ROW_CHUNK))
-            .for_each(|(((dx, y), dy), r)| {
-                for (((dxr, yr), dyr), &rs) in dx
-                    .chunks_exact_mut(d)
-                    .zip(y.chunks_exact(d))
-                    .zip(dy.chunks_exact(d))
-                    .zip(r)
-                {
-                    norm_backward_row(yr, dyr, rs, dxr);
-                }
-            });
+        par_rows(dx, dims.d, [y, dy], |r, dxr, [yr, dyr]| {
+            norm::layer_norm_backward_row(yr, dyr, rstd[r], dxr)
+        });
     }
 
     fn theta_forward(&self, a: &Vec<f32>, spec: Theta, s: &mut Vec<f32>) {
         let Theta { norm, n, scale_n } = spec;
-        s.copy_from_slice(a);
-        s.par_chunks_mut(n * ROW_CHUNK).for_each(|blk| {
-            for row in blk.chunks_exact_mut(n) {
-                theta(row, norm, scale_n);
-            }
+        par_rows(s, n, [a], |_, sr, [ar]| {
+            sr.copy_from_slice(ar);
+            theta::theta(sr, norm, scale_n)
         });
     }
 
@@ -242,20 +177,9 @@ impl Backend for Cpu {
         da: &mut Vec<f32>,
     ) {
         let Theta { norm, n, scale_n } = spec;
-        da.par_chunks_mut(n * ROW_CHUNK)
-            .zip(a.par_chunks(n * ROW_CHUNK))
-            .zip(s.par_chunks(n * ROW_CHUNK))
-            .zip(ds.par_chunks(n * ROW_CHUNK))
-            .for_each(|(((da, a), s), ds)| {
-                for (((dar, ar), sr), dsr) in da
-                    .chunks_exact_mut(n)
-                    .zip(a.chunks_exact(n))
-                    .zip(s.chunks_exact(n))
-                    .zip(ds.chunks_exact(n))
-                {
-                    theta_backward_row(ar, sr, dsr, norm, scale_n, dar);
-                }
-            });
+        par_rows(da, n, [a, s, ds], |_, dar, [ar, sr, dsr]| {
+            theta::theta_backward_row(ar, sr, dsr, norm, scale_n, dar)
+        });
     }
 
     fn rotary(&self, x: &mut Vec<f32>, dims: Dims, rope: &RopeTables<Self>, inverse: bool) {
@@ -284,70 +208,29 @@ impl Backend for Cpu {
         let scale = 1.0 / (hd as f32).sqrt();
         assert!(q.len() == rows.count() * d && k.len() == q.len() && v.len() == q.len());
         assert!(out.len() == q.len() && probs.len() == rows.batch * heads * t * t);
-        let (q, k, v) = (Shared(q.as_ptr()), Shared(k.as_ptr()), Shared(v.as_ptr()));
-        let o = SharedMut(out.as_mut_ptr());
-        probs.par_chunks_mut(t * t).enumerate().for_each(|(bh, p)| {
-            let (b, h) = (bh / heads, bh % heads);
-            let off = (b * t * d + h * hd) as isize;
-            let head = |s: Shared| View {
-                ptr: s.at(off),
-                rs: d as isize,
-                cs: 1,
-            };
-            let kt = View {
-                ptr: head(k).ptr,
-                rs: 1,
-                cs: d as isize,
-            };
-            // SAFETY: each view spans t rows of stride d starting inside this sequence's
-            // block; p is this task's own [t, t] slab.
-            unsafe {
-                gemm_view(
-                    t,
-                    t,
-                    hd,
-                    head(q),
-                    kt,
-                    p.as_mut_ptr(),
-                    t as isize,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            for (i, row) in p.chunks_exact_mut(t).enumerate() {
-                let live = &mut row[..=i];
-                let m = live
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
-                let mut sum = 0.0f32;
-                for x in live.iter_mut() {
-                    *x = (*x * scale - m).exp();
-                    sum += *x;
+        let slabs: Vec<Vec<f32>> = probs
+            .par_chunks_mut(t * t)
+            .enumerate()
+            .map(|(bh, p)| {
+                let (b, h) = (bh / heads, bh % heads);
+                let kt = head(k, b, h, t, d, hd).t();
+                gemm(head(q, b, h, t, d, hd), kt, p, t, false, 1);
+                for (i, row) in p.chunks_exact_mut(t).enumerate() {
+                    attention::softmax_row(row, i, scale);
                 }
-                let inv = 1.0 / sum;
-                live.iter_mut().for_each(|x| *x *= inv);
-                row[i + 1..].fill(0.0);
-            }
-            let pv = View {
-                ptr: p.as_ptr(),
-                rs: t as isize,
-                cs: 1,
-            };
-            // SAFETY: this task writes only head h's columns of sequence b's rows.
-            unsafe {
-                gemm_view(
-                    t,
+                let mut o = vec![0.0f32; t * hd];
+                gemm(
+                    View::rows(p, t, t, t),
+                    head(v, b, h, t, d, hd),
+                    &mut o,
                     hd,
-                    t,
-                    pv,
-                    head(v),
-                    o.at(off),
-                    d as isize,
                     false,
-                    gemm::Parallelism::None,
+                    1,
                 );
-            }
-        });
+                o
+            })
+            .collect();
+        scatter_heads(|i| &slabs[i], t, d, heads, out);
     }
 
     fn attention_backward(
@@ -371,79 +254,35 @@ impl Backend for Cpu {
         assert!(q.len() == n && k.len() == n && v.len() == n && dout.len() == n);
         assert!(dq.len() == n && dk.len() == n && dv.len() == n);
         assert!(probs.len() == rows.batch * heads * t * t);
-        let (q, k, v, g) = (
-            Shared(q.as_ptr()),
-            Shared(k.as_ptr()),
-            Shared(v.as_ptr()),
-            Shared(dout.as_ptr()),
-        );
-        let (dq, dk, dv) = (
-            SharedMut(dq.as_mut_ptr()),
-            SharedMut(dk.as_mut_ptr()),
-            SharedMut(dv.as_mut_ptr()),
-        );
-        probs.par_chunks(t * t).enumerate().for_each(|(bh, p)| {
-            let (b, h) = (bh / heads, bh % heads);
-            let off = (b * t * d + h * hd) as isize;
-            // SAFETY (all views below): inside sequence b's rows, head h's columns.
-            let head = |s: Shared| View {
-                ptr: s.at(off),
-                rs: d as isize,
-                cs: 1,
-            };
-            let head_t = |s: Shared| View {
-                ptr: s.at(off),
-                rs: 1,
-                cs: d as isize,
-            };
-            let pt = View {
-                ptr: p.as_ptr(),
-                rs: 1,
-                cs: t as isize,
-            };
-            let none = gemm::Parallelism::None;
-            let mut ds = vec![0.0f32; t * t];
-            // SAFETY: as above; ds is this task's own buffer; each task writes only its own
-            // head's columns of dq, dk, dv.
-            unsafe {
-                // dP = dO·Vᵀ
-                gemm_view(
-                    t,
-                    t,
-                    hd,
-                    head(g),
-                    head_t(v),
-                    ds.as_mut_ptr(),
-                    t as isize,
-                    false,
-                    none,
-                );
-            }
-            // dS = P ⊙ (dP − Σ_j P dP) · scale
-            for (i, (dsr, pr)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
-                let dot: f32 = dsr[..=i].iter().zip(&pr[..=i]).map(|(a, b)| a * b).sum();
-                for (x, &pj) in dsr[..=i].iter_mut().zip(&pr[..=i]) {
-                    *x = pj * (*x - dot) * scale;
+        let slabs: Vec<[Vec<f32>; 3]> = probs
+            .par_chunks(t * t)
+            .enumerate()
+            .map(|(bh, p)| {
+                let (b, h) = (bh / heads, bh % heads);
+                let hv = |x| head(x, b, h, t, d, hd);
+                // dP = dO·Vᵀ, then dS row by row.
+                let mut ds = vec![0.0f32; t * t];
+                gemm(hv(dout), hv(v).t(), &mut ds, t, false, 1);
+                for (i, (dsr, pr)) in ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate() {
+                    attention::softmax_backward_row(dsr, pr, i, scale);
                 }
-                dsr[i + 1..].fill(0.0);
-            }
-            let dsv = View {
-                ptr: ds.as_ptr(),
-                rs: t as isize,
-                cs: 1,
-            };
-            let dst = View {
-                ptr: ds.as_ptr(),
-                rs: 1,
-                cs: t as isize,
-            };
-            unsafe {
                 // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO
-                gemm_view(t, hd, t, dsv, head(k), dq.at(off), d as isize, false, none);
-                gemm_view(t, hd, t, dst, head(q), dk.at(off), d as isize, false, none);
-                gemm_view(t, hd, t, pt, head(g), dv.at(off), d as isize, false, none);
-            }
-        });
+                let (dsv, pv) = (View::rows(&ds, t, t, t), View::rows(p, t, t, t));
+                let mut out = [
+                    vec![0.0f32; t * hd],
+                    vec![0.0f32; t * hd],
+                    vec![0.0f32; t * hd],
+                ];
+                let [oq, ok, ov] = &mut out;
+                gemm(dsv, hv(k), oq, hd, false, 1);
+                gemm(dsv.t(), hv(q), ok, hd, false, 1);
+                gemm(pv.t(), hv(dout), ov, hd, false, 1);
+                out
+            })
+            .collect();
+        for (g, grad) in [dq, dk, dv].into_iter().enumerate() {
+            scatter_heads(|i| &slabs[i][g], t, d, heads, grad);
+        }
     }
 
     fn affine_norm_forward(
@@ -458,13 +297,7 @@ impl Backend for Cpu {
         let Affine { weight: w, bias: b } = p;
         let d = w.len();
         layer_norm_rows(x, d, eps, xhat, rstd);
-        y.par_chunks_mut(d)
-            .zip(xhat.par_chunks(d))
-            .for_each(|(yr, xr)| {
-                for (((o, &xv), &wv), &bv) in yr.iter_mut().zip(xr).zip(w).zip(b) {
-                    *o = xv * wv + bv;
-                }
-            });
+        par_rows(y, d, [xhat], |_, yr, [xr]| norm::affine_row(xr, w, b, yr));
     }
 
     fn affine_norm_backward(
@@ -482,20 +315,10 @@ impl Backend for Cpu {
         } = dp;
         let d = w.len();
         // Parameter gradients: a sequential sum over rows (fixed order).
-        for (xr, gr) in xhat.chunks_exact(d).zip(dy.chunks_exact(d)) {
-            for i in 0..d {
-                dw[i] += gr[i] * xr[i];
-                db[i] += gr[i];
-            }
-        }
-        dx.par_chunks_mut(d)
-            .zip(xhat.par_chunks(d))
-            .zip(dy.par_chunks(d))
-            .zip(rstd.par_iter())
-            .for_each(|(((dxr, xr), gr), &rs)| {
-                let dn: Vec<f32> = gr.iter().zip(w).map(|(g, w)| g * w).collect();
-                norm_backward_row(xr, &dn, rs, dxr);
-            });
+        norm::affine_params_backward(xhat, dy, dw, db);
+        par_rows(dx, d, [xhat, dy], |r, dxr, [xr, gr]| {
+            norm::affine_backward_row(xr, rstd[r], w, gr, dxr)
+        });
     }
 
     fn cross_entropy(
@@ -513,17 +336,7 @@ impl Backend for Cpu {
             .zip(targets.par_iter())
             .zip(losses.par_iter_mut())
             .for_each(|(((g, z), &t), loss)| {
-                let m = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let mut sum = 0.0f64;
-                for (gi, &zi) in g.iter_mut().zip(z) {
-                    let e = (zi - m).exp();
-                    *gi = e;
-                    sum += e as f64;
-                }
-                *loss = sum.ln() + m as f64 - z[t as usize] as f64;
-                let inv = (1.0 / sum) as f32 * grad_scale;
-                g.iter_mut().for_each(|gi| *gi *= inv);
-                g[t as usize] -= grad_scale;
+                *loss = cross_entropy::cross_entropy_row(z, t as usize, grad_scale, g)
             });
         losses
     }
@@ -574,79 +387,7 @@ fn layer_norm_rows(x: &[f32], d: usize, eps: f32, y: &mut [f32], rstd: &mut [f32
         .zip(x.par_chunks(d * ROW_CHUNK))
         .for_each(|((y, r), x)| {
             for ((yr, rr), xr) in y.chunks_exact_mut(d).zip(r).zip(x.chunks_exact(d)) {
-                let (mean, rs) = row_stats(xr, eps);
-                for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = ((v as f64 - mean) * rs) as f32;
-                }
-                *rr = rs as f32;
+                *rr = norm::layer_norm_row(xr, eps, yr);
             }
         });
-}
-
-/// Backward of y = (x − mean)·rstd for one row: dx = rstd·(dy − mean(dy) − y·mean(dy⊙y)).
-fn norm_backward_row(y: &[f32], dy: &[f32], rstd: f32, dx: &mut [f32]) {
-    let n = y.len() as f32;
-    let mean_dy = dy.iter().sum::<f32>() / n;
-    let mean_dyy = dy.iter().zip(y).map(|(g, y)| g * y).sum::<f32>() / n;
-    for ((o, &g), &yv) in dx.iter_mut().zip(dy).zip(y) {
-        *o = rstd * (g - mean_dy - yv * mean_dyy);
-    }
-}
-
-/// Backward of Θ for one row of scores `a` with output `s` and upstream `ds`.
-fn theta_backward_row(
-    a: &[f32],
-    s: &[f32],
-    ds: &[f32],
-    norm: Norm,
-    scale_n: usize,
-    da: &mut [f32],
-) {
-    let sqrt_n = (scale_n as f64).sqrt();
-    match norm {
-        Norm::L2NormGelu => {
-            // u = a·√n/‖a‖, s = GELU(u); da = (√n/‖a‖)·(gu − â(â·gu)), gu = ds·GELU'(u).
-            let ss: f64 = a.iter().map(|&x| x as f64 * x as f64).sum();
-            if ss == 0.0 {
-                da.fill(0.0);
-                return;
-            }
-            let r = ss.sqrt();
-            let f = (sqrt_n / r) as f32;
-            let mut proj = 0.0f64;
-            for ((o, &x), &g) in da.iter_mut().zip(a).zip(ds) {
-                let gu = g * gelu_grad(x * f);
-                *o = gu;
-                proj += gu as f64 * x as f64;
-            }
-            let c = (proj / ss) as f32; // (â·gu)/‖a‖ folded with the second â
-            for (o, &x) in da.iter_mut().zip(a) {
-                *o = f * (*o - x * c);
-            }
-        }
-        Norm::GeluL2Norm => {
-            // g = GELU(a), s = g·√n/‖g‖; dg = (√n/‖g‖)(ds − ĝ(ĝ·ds)); da = dg·GELU'(a).
-            let gs: Vec<f32> = a.iter().map(|&x| gelu(x)).collect();
-            let ss: f64 = gs.iter().map(|&x| x as f64 * x as f64).sum();
-            if ss == 0.0 {
-                da.fill(0.0);
-                return;
-            }
-            let f = (sqrt_n / ss.sqrt()) as f32;
-            let proj: f64 = gs.iter().zip(ds).map(|(&g, &h)| g as f64 * h as f64).sum();
-            let c = (proj / ss) as f32;
-            for (((o, &x), &g), &h) in da.iter_mut().zip(a).zip(&gs).zip(ds) {
-                *o = f * (h - g * c) * gelu_grad(x);
-            }
-        }
-        Norm::Softmax => {
-            // s = n·softmax(a): da_j = s_j·(ds_j − (1/n)·Σ_i ds_i s_i).
-            let n = a.len() as f64;
-            let dot: f64 = s.iter().zip(ds).map(|(&x, &g)| x as f64 * g as f64).sum();
-            let c = (dot / n) as f32;
-            for ((o, &x), &g) in da.iter_mut().zip(s).zip(ds) {
-                *o = x * (g - c);
-            }
-        }
-    }
 }

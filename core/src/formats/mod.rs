@@ -1,139 +1,113 @@
-//! Quantized block formats, defined once: ggml's Q8_0 and Q4_0 (spec: "Quantized block formats").
+//! Quantized block formats (spec: "Quantized block formats"), one impl of [`Block`] each: ggml's
+//! type-trait table, or candle's `GgmlType`.
 //!
 //! A quantized matrix is a row-major sequence of blocks; each row of `cols` values is `cols / 32`
 //! blocks. Weights use Q8_0 or Q4_0; activations are quantized to Q8_0 on the fly so that every
 //! product is an integer dot product per block, scaled once by the two blocks' scales.
 //!
-//! The scalar code here is the reference that the SIMD twins in `kernels::qdot` are tested
-//! against; the no_std build runs it as is.
+//! Each format's scalar `dot` is the reference that its SIMD twin (`Block::rows_dot`, in
+//! `kernels::simd`) is tested against; the no_std build and the forced `scalar` kernel level run
+//! it as is.
+//!
+//! Adding a format: a module here with its block type and `impl Block`, a row in
+//! [`crate::dtype::DType`], and a variant of [`crate::model::Matrix`] (one line in its
+//! `each_format!` table).
 
-use half::f16;
+pub mod q4_0;
+pub mod q8_0;
+
+use crate::dtype::DType;
+use alloc::borrow::Cow;
+use alloc::vec::Vec;
+
+pub use q4_0::BlockQ4_0;
+pub use q8_0::BlockQ8_0;
 
 /// Values per block.
 pub const QK: usize = 32;
 
-/// 32 values as d · q with q in −127..=127 and d = max|x| / 127. 34 bytes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(C)]
-pub struct BlockQ8_0 {
-    pub d: f16,
-    pub qs: [i8; QK],
-}
+/// The formats a weight matrix may be stored in.
+pub const WEIGHT_FORMATS: [DType; 3] = [DType::F32, DType::Q8_0, DType::Q4_0];
 
-/// 32 values as d · (q − 8) with q in 0..=15 and d = x_m / −8, x_m the value of largest
-/// magnitude (sign kept). Byte j holds element j in its low nibble, element j + 16 in its high
-/// nibble. 18 bytes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(C)]
-pub struct BlockQ4_0 {
-    pub d: f16,
-    pub qs: [u8; QK / 2],
-}
-
-const _: () = assert!(core::mem::size_of::<BlockQ8_0>() == 34);
-const _: () = assert!(core::mem::size_of::<BlockQ4_0>() == 18);
-const _: () = assert!(core::mem::align_of::<BlockQ8_0>() == 2);
-const _: () = assert!(core::mem::align_of::<BlockQ4_0>() == 2);
-
-/// The storage formats a weight matrix may have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Format {
-    F32,
-    Q8_0,
-    Q4_0,
-}
-
-impl Format {
-    pub const ALL: [Format; 3] = [Format::F32, Format::Q8_0, Format::Q4_0];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::F32 => "f32",
-            Format::Q8_0 => "q8_0",
-            Format::Q4_0 => "q4_0",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Format> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(s))
-    }
-
-    /// Bytes of one row of `cols` values (`cols` a multiple of 32 for the block formats).
-    pub fn row_bytes(self, cols: usize) -> usize {
-        match self {
-            Format::F32 => cols * 4,
-            Format::Q8_0 => cols / QK * core::mem::size_of::<BlockQ8_0>(),
-            Format::Q4_0 => cols / QK * core::mem::size_of::<BlockQ4_0>(),
-        }
-    }
-}
-
-impl core::fmt::Display for Format {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Blocks as raw little-endian bytes and back, for files. `from_bytes` needs `bytes.len()` to be
-/// a multiple of the block size (checked by the loader).
-pub trait Block: Copy + Clone + Default + 'static {
+/// A block format: its element type, its bytes, its scalar reference and its fast rows-dot.
+pub trait Block:
+    Copy + Clone + Default + PartialEq + core::fmt::Debug + Send + Sync + 'static
+{
+    /// The row of the element-type table ([`DType`]) that names this format.
+    const DTYPE: DType;
+    /// Bytes of one block in a file (the in-memory `repr(C)` size, asserted per format).
     const BYTES: usize;
     fn from_bytes(b: &[u8]) -> Self;
-    fn write_bytes(&self, out: &mut alloc::vec::Vec<u8>);
-}
-
-impl Default for BlockQ8_0 {
-    fn default() -> Self {
-        BlockQ8_0 {
-            d: f16::ZERO,
-            qs: [0; QK],
-        }
+    fn write_bytes(&self, out: &mut Vec<u8>);
+    /// Quantize `x` (a multiple of 32 long) into `out`.
+    fn quantize_row(x: &[f32], out: &mut [Self]);
+    fn dequantize_row(blocks: &[Self], out: &mut [f32]);
+    /// The scalar reference Σ w·x against Q8_0 activations: exact i32 sums per block, scaled by
+    /// the two blocks' scales.
+    fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32;
+    /// out[r·t + i] = w_r · x_i over weight rows of `row_blocks` blocks and the t activation rows
+    /// of `x`, through the kernel level in force (`kernels::level`).
+    fn rows_dot(w: &[Self], row_blocks: usize, x: &Q8Acts, out: &mut [f32]) {
+        #[cfg(feature = "std")]
+        crate::kernels::simd::rows_dot(w, row_blocks, x, out);
+        #[cfg(not(feature = "std"))]
+        rows_dot_reference(w, row_blocks, x, out);
+    }
+    /// The AVX2 dot of one weight row against an activation row's blocks, f32 scales `xd` and
+    /// scaled block sums `xs`; the reference unless the format has a kernel.
+    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]
+    #[inline(always)]
+    fn avx2_dot(simd: pulp::x86::V3, w: &[Self], x: &[BlockQ8_0], xd: &[f32], xs: &[f32]) -> f32 {
+        let _ = (simd, xd, xs);
+        Self::dot(w, x)
     }
 }
 
-impl Default for BlockQ4_0 {
-    fn default() -> Self {
-        BlockQ4_0 {
-            d: f16::ZERO,
-            qs: [0; QK / 2],
-        }
+/// Blocks of a quantized tensor: borrowed when aligned on a little-endian target, parsed
+/// otherwise. `b.len()` must be a multiple of `B::BYTES` (checked by the loader).
+pub fn blocks_from_bytes<B: Block>(b: &[u8]) -> Cow<'_, [B]> {
+    if cfg!(target_endian = "little") && b.as_ptr().align_offset(core::mem::align_of::<B>()) == 0 {
+        // SAFETY: every block is a repr(C) f16 (u16) and bytes, so every bit pattern is valid and
+        // its size is B::BYTES (asserted beside each format); the pointer is aligned for B and
+        // the length a multiple of B::BYTES; the slice borrows `b`.
+        Cow::Borrowed(unsafe {
+            core::slice::from_raw_parts(b.as_ptr().cast::<B>(), b.len() / B::BYTES)
+        })
+    } else {
+        Cow::Owned(b.chunks_exact(B::BYTES).map(B::from_bytes).collect())
     }
 }
 
-impl Block for BlockQ8_0 {
-    const BYTES: usize = 34;
-    fn from_bytes(b: &[u8]) -> Self {
-        let mut qs = [0i8; QK];
-        for (q, &x) in qs.iter_mut().zip(&b[2..34]) {
-            *q = x as i8;
-        }
-        BlockQ8_0 {
-            d: f16::from_le_bytes([b[0], b[1]]),
-            qs,
-        }
+/// The stored bytes of blocks: the blocks themselves on a little-endian target.
+pub fn blocks_to_bytes<B: Block>(b: &[B]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: every block is a repr(C) f16 and bytes with no padding (its size is B::BYTES,
+        // asserted beside each format), so every byte is initialised and in file order; u8 has
+        // no alignment requirement; the slice borrows `b`.
+        return Cow::Borrowed(unsafe {
+            core::slice::from_raw_parts(b.as_ptr().cast::<u8>(), b.len() * B::BYTES)
+        });
     }
-    fn write_bytes(&self, out: &mut alloc::vec::Vec<u8>) {
-        out.extend_from_slice(&self.d.to_le_bytes());
-        out.extend(self.qs.iter().map(|&q| q as u8));
-    }
+    let mut out = alloc::vec::Vec::with_capacity(b.len() * B::BYTES);
+    b.iter().for_each(|x| x.write_bytes(&mut out));
+    Cow::Owned(out)
 }
 
-impl Block for BlockQ4_0 {
-    const BYTES: usize = 18;
-    fn from_bytes(b: &[u8]) -> Self {
-        let mut qs = [0u8; QK / 2];
-        qs.copy_from_slice(&b[2..18]);
-        BlockQ4_0 {
-            d: f16::from_le_bytes([b[0], b[1]]),
-            qs,
-        }
+/// Σ over blocks of the exact i32 dot of the quants (`qdot`) times d_w·d_x: the shape of every
+/// format's reference dot against Q8_0 activations.
+#[inline(always)]
+fn scaled_block_sum<B>(
+    w: &[B],
+    x: &[BlockQ8_0],
+    d: impl Fn(&B) -> half::f16,
+    qdot: impl Fn(&B, &BlockQ8_0) -> i32,
+) -> f32 {
+    debug_assert_eq!(w.len(), x.len());
+    let mut sum = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        sum += qdot(a, b) as f32 * (d(a).to_f32() * b.d.to_f32());
     }
-    fn write_bytes(&self, out: &mut alloc::vec::Vec<u8>) {
-        out.extend_from_slice(&self.d.to_le_bytes());
-        out.extend_from_slice(&self.qs);
-    }
+    sum
 }
 
 /// Round half away from zero, as C's `roundf` (ggml's rounding), without std.
@@ -142,98 +116,11 @@ fn round(x: f32) -> f32 {
     libm::roundf(x)
 }
 
-/// Quantize `x` (a multiple of 32 long) into Q8_0 blocks.
-pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    debug_assert_eq!(x.len(), out.len() * QK);
-    for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        b.d = f16::from_f32(d);
-        for (q, &v) in b.qs.iter_mut().zip(xb) {
-            *q = round(v * id) as i8;
-        }
-    }
-}
-
-pub fn dequantize_row_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
-    debug_assert_eq!(out.len(), blocks.len() * QK);
-    for (b, ob) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
-        let d = b.d.to_f32();
-        for (o, &q) in ob.iter_mut().zip(&b.qs) {
-            *o = q as f32 * d;
-        }
-    }
-}
-
-/// Quantize `x` (a multiple of 32 long) into Q4_0 blocks.
-pub fn quantize_row_q4_0(x: &[f32], out: &mut [BlockQ4_0]) {
-    debug_assert_eq!(x.len(), out.len() * QK);
-    for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let mut amax = 0.0f32;
-        let mut max = 0.0f32;
-        for &v in xb {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
-        let d = max / -8.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        b.d = f16::from_f32(d);
-        let q = |v: f32| (round(v * id) + 8.0).clamp(0.0, 15.0) as u8;
-        for j in 0..QK / 2 {
-            b.qs[j] = q(xb[j]) | (q(xb[j + QK / 2]) << 4);
-        }
-    }
-}
-
-pub fn dequantize_row_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) {
-    debug_assert_eq!(out.len(), blocks.len() * QK);
-    for (b, ob) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
-        let d = b.d.to_f32();
-        for j in 0..QK / 2 {
-            ob[j] = ((b.qs[j] & 0x0f) as i32 - 8) as f32 * d;
-            ob[j + QK / 2] = ((b.qs[j] >> 4) as i32 - 8) as f32 * d;
-        }
-    }
-}
-
-/// Σ w·x over Q8_0 rows: per block an exact i32 dot of the quants, scaled by d_w·d_x.
-pub fn vec_dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    debug_assert_eq!(w.len(), x.len());
-    let mut sum = 0.0f32;
-    for (a, b) in w.iter().zip(x) {
-        let mut s = 0i32;
-        for (&p, &q) in a.qs.iter().zip(&b.qs) {
-            s += p as i32 * q as i32;
-        }
-        sum += s as f32 * (a.d.to_f32() * b.d.to_f32());
-    }
-    sum
-}
-
-/// Σ w·x with Q4_0 weights and Q8_0 activations.
-pub fn vec_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    debug_assert_eq!(w.len(), x.len());
-    let mut sum = 0.0f32;
-    for (a, b) in w.iter().zip(x) {
-        let mut s = 0i32;
-        for j in 0..QK / 2 {
-            let lo = (a.qs[j] & 0x0f) as i32 - 8;
-            let hi = (a.qs[j] >> 4) as i32 - 8;
-            s += lo * b.qs[j] as i32 + hi * b.qs[j + QK / 2] as i32;
-        }
-        sum += s as f32 * (a.d.to_f32() * b.d.to_f32());
-    }
-    sum
-}
-
 /// f16 → f32, exact for every input (zero, subnormal, inf and NaN included), without tables or
 /// F16C: what the kernels use for the weights' block scales.
 /// (F. Giesen's "half_to_float_fast5".)
 #[inline(always)]
-pub fn f16_to_f32(h: f16) -> f32 {
+pub fn f16_to_f32(h: half::f16) -> f32 {
     let h = h.to_bits();
     const SHIFTED_EXP: u32 = 0x7c00 << 13;
     let magic = f32::from_bits(113 << 23);
@@ -253,9 +140,9 @@ pub fn f16_to_f32(h: f16) -> f32 {
 /// offset of 8, applied once per block instead of once per element).
 #[derive(Clone, Debug, Default)]
 pub struct Q8Acts {
-    pub blocks: alloc::vec::Vec<BlockQ8_0>,
-    pub scales: alloc::vec::Vec<f32>,
-    pub sums: alloc::vec::Vec<f32>,
+    pub blocks: Vec<BlockQ8_0>,
+    pub scales: Vec<f32>,
+    pub sums: Vec<f32>,
     /// Blocks per row.
     pub row_blocks: usize,
 }
@@ -264,12 +151,12 @@ impl Q8Acts {
     /// Quantize rows of `k` values (`k` a multiple of 32).
     pub fn quantize(x: &[f32], k: usize) -> Q8Acts {
         let mut blocks = alloc::vec![BlockQ8_0::default(); x.len() / QK];
-        quantize_row_q8_0(x, &mut blocks);
+        BlockQ8_0::quantize_row(x, &mut blocks);
         Q8Acts::from_blocks(blocks, k / QK)
     }
 
-    pub fn from_blocks(blocks: alloc::vec::Vec<BlockQ8_0>, row_blocks: usize) -> Q8Acts {
-        let scales: alloc::vec::Vec<f32> = blocks.iter().map(|b| f16_to_f32(b.d)).collect();
+    pub fn from_blocks(blocks: Vec<BlockQ8_0>, row_blocks: usize) -> Q8Acts {
+        let scales: Vec<f32> = blocks.iter().map(|b| f16_to_f32(b.d)).collect();
         let sums = blocks
             .iter()
             .zip(&scales)
@@ -293,12 +180,29 @@ impl Q8Acts {
     }
 }
 
+/// The rows-dot loop over the scalar reference: what the no_std build and the `scalar` kernel
+/// level run for every format.
+pub(crate) fn rows_dot_reference<B: Block>(
+    w: &[B],
+    row_blocks: usize,
+    x: &Q8Acts,
+    out: &mut [f32],
+) {
+    let t = x.rows();
+    for (wr, o) in w.chunks_exact(row_blocks).zip(out.chunks_exact_mut(t)) {
+        for (i, oi) in o.iter_mut().enumerate() {
+            *oi = B::dot(wr, x.row(i).0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::*;
     use alloc::vec;
     use alloc::vec::Vec;
+    use half::f16;
 
     fn rmse(a: &[f32], b: &[f32]) -> f64 {
         let s: f64 = a
@@ -322,23 +226,18 @@ mod tests {
         rmse(a, b) * libm::sqrt(a.len() as f64) / a.len() as f64
     }
 
-    fn round_trip(x: &[f32], f: Format) -> Vec<f32> {
-        let n = x.len() / QK;
-        let mut y = vec![0.0; x.len()];
-        match f {
-            Format::Q8_0 => {
-                let mut b = vec![BlockQ8_0::default(); n];
-                quantize_row_q8_0(x, &mut b);
-                dequantize_row_q8_0(&b, &mut y);
-            }
-            Format::Q4_0 => {
-                let mut b = vec![BlockQ4_0::default(); n];
-                quantize_row_q4_0(x, &mut b);
-                dequantize_row_q4_0(&b, &mut y);
-            }
-            Format::F32 => y.copy_from_slice(x),
+    fn round_trip(x: &[f32], f: DType) -> Vec<f32> {
+        fn rt<B: Block>(x: &[f32]) -> Vec<f32> {
+            let mut b = vec![B::default(); x.len() / QK];
+            B::quantize_row(x, &mut b);
+            let mut y = vec![0.0; x.len()];
+            B::dequantize_row(&b, &mut y);
+            y
         }
-        y
+        match f {
+            DType::Q8_0 => rt::<BlockQ8_0>(x),
+            _ => rt::<BlockQ4_0>(x),
+        }
     }
 
     /// The spec's bound (ggml's measure and data): ≤ 0.002 on 4096 smooth values.
@@ -346,7 +245,7 @@ mod tests {
     fn round_trip_error_within_ggml_bound() {
         for offset in [0.0, 0.5, 1.0] {
             let x = smooth(32 * 128, offset);
-            for f in [Format::Q8_0, Format::Q4_0] {
+            for f in [DType::Q8_0, DType::Q4_0] {
                 let e = ggml_rmse(&x, &round_trip(&x, f));
                 std::println!(
                     "{f} offset {offset}: ggml rmse {e:.2e}, rmse {:.2e}",
@@ -366,12 +265,12 @@ mod tests {
         let x: Vec<f32> = (0..32 * 64)
             .map(|i| rng.normal() as f32 * if i % 97 == 0 { 50.0 } else { 1.0 })
             .collect();
-        for f in [Format::Q8_0, Format::Q4_0] {
+        for f in [DType::Q8_0, DType::Q4_0] {
             let y = round_trip(&x, f);
             for (xb, yb) in x.chunks(QK).zip(y.chunks(QK)) {
                 let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 let (step, bound) = match f {
-                    Format::Q8_0 => (amax / 127.0, 0.5 + 127.0 / 2048.0),
+                    DType::Q8_0 => (amax / 127.0, 0.5 + 127.0 / 2048.0),
                     _ => (amax / 8.0, 1.0 + 8.0 / 2048.0),
                 };
                 for (a, b) in xb.iter().zip(yb) {
@@ -403,13 +302,13 @@ mod tests {
                 let x = unit_random(n, &mut rng);
                 let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
                 let mut xq = vec![BlockQ8_0::default(); n / QK];
-                quantize_row_q8_0(&x, &mut xq);
+                BlockQ8_0::quantize_row(&x, &mut xq);
                 let mut w8 = vec![BlockQ8_0::default(); n / QK];
-                quantize_row_q8_0(&w, &mut w8);
+                BlockQ8_0::quantize_row(&w, &mut w8);
                 let mut w4 = vec![BlockQ4_0::default(); n / QK];
-                quantize_row_q4_0(&w, &mut w4);
-                let e8 = (vec_dot_q8_0_q8_0(&w8, &xq) as f64 - exact).abs();
-                let e4 = (vec_dot_q4_0_q8_0(&w4, &xq) as f64 - exact).abs();
+                BlockQ4_0::quantize_row(&w, &mut w4);
+                let e8 = (BlockQ8_0::dot(&w8, &xq) as f64 - exact).abs();
+                let e4 = (BlockQ4_0::dot(&w4, &xq) as f64 - exact).abs();
                 assert!(e8 <= 0.02 && e4 <= 0.02, "n {n}: q8_0 {e8}, q4_0 {e4}");
                 worst = [worst[0].max(e8), worst[1].max(e4)];
             }
@@ -427,10 +326,10 @@ mod tests {
         let (w, x) = (smooth(4096, 0.0), smooth(4096, 1.0));
         let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
         let mut xq = vec![BlockQ8_0::default(); 128];
-        quantize_row_q8_0(&x, &mut xq);
+        BlockQ8_0::quantize_row(&x, &mut xq);
         let mut w4 = vec![BlockQ4_0::default(); 128];
-        quantize_row_q4_0(&w, &mut w4);
-        let e = (vec_dot_q4_0_q8_0(&w4, &xq) as f64 - exact).abs() / 4096.0;
+        BlockQ4_0::quantize_row(&w, &mut w4);
+        let e = (BlockQ4_0::dot(&w4, &xq) as f64 - exact).abs() / 4096.0;
         std::println!("ggml measure, q4_0: {e:.2e}");
         assert!(e <= 0.02, "{e}");
     }
@@ -443,13 +342,13 @@ mod tests {
         x[16] = 4.0;
         x[5] = 0.5;
         let mut b = [BlockQ4_0::default()];
-        quantize_row_q4_0(&x, &mut b);
+        BlockQ4_0::quantize_row(&x, &mut b);
         assert_eq!(b[0].d.to_f32(), 0.5);
         assert_eq!(b[0].qs[0], 15 << 4, "element 0 → q 0, element 16 → q 15");
         assert_eq!(b[0].qs[5] & 0x0f, 9);
         assert_eq!(b[0].qs[1], 8 | (8 << 4));
         let mut y = [0.0f32; QK];
-        dequantize_row_q4_0(&b, &mut y);
+        BlockQ4_0::dequantize_row(&b, &mut y);
         assert_eq!((y[0], y[16], y[5], y[1]), (-4.0, 3.5, 0.5, 0.0));
     }
 
@@ -458,12 +357,12 @@ mod tests {
         let x = [0.0f32; QK];
         let mut b8 = [BlockQ8_0::default()];
         let mut b4 = [BlockQ4_0::default()];
-        quantize_row_q8_0(&x, &mut b8);
-        quantize_row_q4_0(&x, &mut b4);
+        BlockQ8_0::quantize_row(&x, &mut b8);
+        BlockQ4_0::quantize_row(&x, &mut b4);
         let mut y = [1.0f32; QK];
-        dequantize_row_q8_0(&b8, &mut y);
+        BlockQ8_0::dequantize_row(&b8, &mut y);
         assert!(y.iter().all(|&v| v == 0.0));
-        dequantize_row_q4_0(&b4, &mut y);
+        BlockQ4_0::dequantize_row(&b4, &mut y);
         assert!(y.iter().all(|&v| v == 0.0));
     }
 
@@ -483,13 +382,13 @@ mod tests {
     fn bytes_round_trip() {
         let x = smooth(64, 1.0);
         let mut b8 = [BlockQ8_0::default(); 2];
-        quantize_row_q8_0(&x, &mut b8);
+        BlockQ8_0::quantize_row(&x, &mut b8);
         let mut bytes = Vec::new();
         b8.iter().for_each(|b| b.write_bytes(&mut bytes));
         assert_eq!(bytes.len(), 68);
         assert_eq!(BlockQ8_0::from_bytes(&bytes[34..]), b8[1]);
         let mut b4 = [BlockQ4_0::default(); 2];
-        quantize_row_q4_0(&x, &mut b4);
+        BlockQ4_0::quantize_row(&x, &mut b4);
         bytes.clear();
         b4.iter().for_each(|b| b.write_bytes(&mut bytes));
         assert_eq!(bytes.len(), 36);

@@ -1,0 +1,102 @@
+//! ggml's Q4_0: 32 values as d · (q − 8) with q in 0..=15 and d = x_m / −8, x_m the value of
+//! largest magnitude (sign kept), in 18 bytes. Byte j holds element j in its low nibble, element
+//! j + 16 in its high nibble.
+
+use super::{round, scaled_block_sum, Block, BlockQ8_0, QK};
+use crate::dtype::DType;
+use alloc::vec::Vec;
+use half::f16;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ4_0 {
+    pub d: f16,
+    pub qs: [u8; QK / 2],
+}
+
+const _: () = assert!(core::mem::size_of::<BlockQ4_0>() == 18);
+const _: () = assert!(core::mem::align_of::<BlockQ4_0>() == 2);
+
+impl Default for BlockQ4_0 {
+    fn default() -> Self {
+        BlockQ4_0 {
+            d: f16::ZERO,
+            qs: [0; QK / 2],
+        }
+    }
+}
+
+impl Block for BlockQ4_0 {
+    const DTYPE: DType = DType::Q4_0;
+    const BYTES: usize = 18;
+
+    fn from_bytes(b: &[u8]) -> Self {
+        let mut qs = [0u8; QK / 2];
+        qs.copy_from_slice(&b[2..18]);
+        BlockQ4_0 {
+            d: f16::from_le_bytes([b[0], b[1]]),
+            qs,
+        }
+    }
+
+    fn write_bytes(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.d.to_le_bytes());
+        out.extend_from_slice(&self.qs);
+    }
+
+    fn quantize_row(x: &[f32], out: &mut [Self]) {
+        debug_assert_eq!(x.len(), out.len() * QK);
+        for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+            let mut amax = 0.0f32;
+            let mut max = 0.0f32;
+            for &v in xb {
+                if v.abs() > amax {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            let d = max / -8.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            b.d = f16::from_f32(d);
+            let q = |v: f32| (round(v * id) + 8.0).clamp(0.0, 15.0) as u8;
+            for j in 0..QK / 2 {
+                b.qs[j] = q(xb[j]) | (q(xb[j + QK / 2]) << 4);
+            }
+        }
+    }
+
+    fn dequantize_row(blocks: &[Self], out: &mut [f32]) {
+        debug_assert_eq!(out.len(), blocks.len() * QK);
+        for (b, ob) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
+            let d = b.d.to_f32();
+            for j in 0..QK / 2 {
+                ob[j] = ((b.qs[j] & 0x0f) as i32 - 8) as f32 * d;
+                ob[j + QK / 2] = ((b.qs[j] >> 4) as i32 - 8) as f32 * d;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
+        scaled_block_sum(
+            w,
+            x,
+            |a| a.d,
+            |a, b| {
+                let mut s = 0i32;
+                for j in 0..QK / 2 {
+                    let lo = (a.qs[j] & 0x0f) as i32 - 8;
+                    let hi = (a.qs[j] >> 4) as i32 - 8;
+                    s += lo * b.qs[j] as i32 + hi * b.qs[j + QK / 2] as i32;
+                }
+                s
+            },
+        )
+    }
+
+    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]
+    #[inline(always)]
+    fn avx2_dot(simd: pulp::x86::V3, w: &[Self], x: &[BlockQ8_0], xd: &[f32], xs: &[f32]) -> f32 {
+        crate::kernels::simd::avx2::dot_q4_0(simd, w, x, xd, xs)
+    }
+}

@@ -1,0 +1,91 @@
+//! ggml's Q8_0: 32 values as d · q with q in −127..=127 and d = max|x| / 127, in 34 bytes.
+
+use super::{round, scaled_block_sum, Block, QK};
+use crate::dtype::DType;
+use alloc::vec::Vec;
+use half::f16;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ8_0 {
+    pub d: f16,
+    pub qs: [i8; QK],
+}
+
+const _: () = assert!(core::mem::size_of::<BlockQ8_0>() == 34);
+const _: () = assert!(core::mem::align_of::<BlockQ8_0>() == 2);
+
+impl Default for BlockQ8_0 {
+    fn default() -> Self {
+        BlockQ8_0 {
+            d: f16::ZERO,
+            qs: [0; QK],
+        }
+    }
+}
+
+impl Block for BlockQ8_0 {
+    const DTYPE: DType = DType::Q8_0;
+    const BYTES: usize = 34;
+
+    fn from_bytes(b: &[u8]) -> Self {
+        let mut qs = [0i8; QK];
+        for (q, &x) in qs.iter_mut().zip(&b[2..34]) {
+            *q = x as i8;
+        }
+        BlockQ8_0 {
+            d: f16::from_le_bytes([b[0], b[1]]),
+            qs,
+        }
+    }
+
+    fn write_bytes(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.d.to_le_bytes());
+        out.extend(self.qs.iter().map(|&q| q as u8));
+    }
+
+    fn quantize_row(x: &[f32], out: &mut [Self]) {
+        debug_assert_eq!(x.len(), out.len() * QK);
+        for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+            let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            b.d = f16::from_f32(d);
+            for (q, &v) in b.qs.iter_mut().zip(xb) {
+                *q = round(v * id) as i8;
+            }
+        }
+    }
+
+    fn dequantize_row(blocks: &[Self], out: &mut [f32]) {
+        debug_assert_eq!(out.len(), blocks.len() * QK);
+        for (b, ob) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
+            let d = b.d.to_f32();
+            for (o, &q) in ob.iter_mut().zip(&b.qs) {
+                *o = q as f32 * d;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
+        scaled_block_sum(
+            w,
+            x,
+            |a| a.d,
+            |a, b| {
+                let mut s = 0i32;
+                for (&p, &q) in a.qs.iter().zip(&b.qs) {
+                    s += p as i32 * q as i32;
+                }
+                s
+            },
+        )
+    }
+
+    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]
+    #[inline(always)]
+    fn avx2_dot(simd: pulp::x86::V3, w: &[Self], x: &[BlockQ8_0], xd: &[f32], xs: &[f32]) -> f32 {
+        crate::kernels::simd::avx2::dot_q8_0(simd, w, x, xd, xs)
+    }
+}

@@ -1,0 +1,102 @@
+//! The one safe wrapper around the `gemm` crate (std builds), for inference's f32 prompt blocks
+//! and every product of the training backend: strided views checked against their slices.
+
+/// A read-only matrix view: element (i, j) at `data[i·rs + j·cs]`, every index inside `data`.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// Panics when an element (i, j) of the [rows, cols] view would fall outside `data`.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> View<'a> {
+        assert!(
+            rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < data.len(),
+            "gemm view [{rows}, {cols}] with strides ({rs}, {cs}) overruns {} values",
+            data.len()
+        );
+        View {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// Row-major [rows, cols] with rows `ld` apart (ld = cols for a whole matrix).
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> View<'a> {
+        View::new(data, rows, cols, ld, 1)
+    }
+
+    /// (rows, cols).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> View<'a> {
+        View {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// c[m, n] (+)= a[m, k] · b[k, n], c row-major with rows `c_rs` apart, split across `threads`
+/// (gemm never splits the k sum, so the result does not depend on the thread count).
+pub fn gemm(
+    a: View<'_>,
+    b: View<'_>,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+    threads: usize,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * c_rs + n <= c.len(),
+        "gemm: output overruns its slice"
+    );
+    let par = if threads > 1 {
+        ::gemm::Parallelism::Rayon(threads)
+    } else {
+        ::gemm::Parallelism::None
+    };
+    // SAFETY: the views' constructors and the assert above keep every index gemm forms inside
+    // the three slices; c is exclusively borrowed, so it aliases neither input.
+    unsafe {
+        ::gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            c_rs as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
