@@ -8,7 +8,7 @@ use tokenformer_core::kernels::{matmul, vector::Dispatch};
 use tokenformer_core::model::{transpose, Matrix};
 use tokenformer_core::ops::linalg::{self, Vector};
 use tokenformer_core::ops::pattention;
-use tokenformer_core::{DType, Norm, Rng};
+use tokenformer_core::{DType, Rng, ThetaKind};
 
 fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32 * 0.02).collect()
@@ -90,7 +90,9 @@ fn bench_pattention(c: &mut Criterion) {
     g.throughput(Throughput::Elements((2 * n * d) as u64));
     let mut out = vec![0.0; d];
     g.bench_function("f32_scalar_reference", |bn| {
-        bn.iter(|| pattention::pattention(black_box(&x), &k, &v, d, Norm::L2NormGelu, n, &mut out))
+        bn.iter(|| {
+            pattention::pattention(black_box(&x), &k, &v, d, ThetaKind::L2NormGelu, n, &mut out)
+        })
     });
     for f in WEIGHT_FORMATS {
         let km = Matrix::quantize(&k, f);
@@ -103,14 +105,14 @@ fn bench_pattention(c: &mut Criterion) {
         g.bench_function(format!("{f}_kernels"), |bn| {
             bn.iter(|| {
                 matmul::matmul_nt(&km, black_box(&x), d, &mut s);
-                pattention::theta(&mut s, Norm::L2NormGelu, n);
+                pattention::theta(&mut s, ThetaKind::L2NormGelu, n);
                 matmul::matmul_values(&vm, &s, n, d, &mut out);
             })
         });
     }
     let mut s = random(n, &mut rng);
     g.bench_function("theta_only", |bn| {
-        bn.iter(|| pattention::theta(black_box(&mut s), Norm::L2NormGelu, n))
+        bn.iter(|| pattention::theta(black_box(&mut s), ThetaKind::L2NormGelu, n))
     });
     g.finish();
 }

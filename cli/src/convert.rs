@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tokenformer_core::convert::{self, Hyper};
 use tokenformer_core::file::{self, ModelFile};
-use tokenformer_core::{Config, DType, Norm};
+use tokenformer_core::{Config, DType, ThetaKind};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("geometry").required(true).args(["preset", "heads"])))]
@@ -23,7 +23,7 @@ pub struct Args {
     rotary_pct: f32,
     /// l2_norm_gelu, gelu_l2_norm or softmax.
     #[arg(long, default_value = "l2_norm_gelu", value_parser = parse_norm, conflicts_with = "preset")]
-    norm: Norm,
+    norm: ThetaKind,
     /// Ids the tokenizer produces (default: 50277 for a 50304-row embedding, else all rows).
     #[arg(long, conflicts_with = "preset")]
     tokenizer_vocab: Option<usize>,
@@ -37,8 +37,8 @@ pub struct Args {
     dtype: DType,
 }
 
-fn parse_norm(s: &str) -> Result<Norm, String> {
-    Norm::parse(s).ok_or_else(|| {
+fn parse_norm(s: &str) -> Result<ThetaKind, String> {
+    ThetaKind::parse(s).ok_or_else(|| {
         format!("unknown norm `{s}` (expected l2_norm_gelu, gelu_l2_norm or softmax)")
     })
 }

@@ -4,7 +4,7 @@ use crate::common;
 use std::path::PathBuf;
 use tokenformer_core::file::save;
 use tokenformer_core::grow::{grow, Init, Scale, Targets};
-use tokenformer_core::{DType, Norm};
+use tokenformer_core::{DType, ThetaKind};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,7 +51,7 @@ pub fn run(a: Args) -> Result<(), String> {
         ffn: a.ffn_tokens,
     };
     let grown = grow(&model, targets, init, scale, a.seed).map_err(|e| e.to_string())?;
-    if model.config.norm == Norm::Softmax && init == Init::Zero && scale == Scale::Keep {
+    if model.config.norm == ThetaKind::Softmax && init == Init::Zero && scale == Scale::Keep {
         eprintln!("note: under the softmax normalisation zero keys still take probability mass, so this growth is not exactly function-preserving");
     }
     save(&a.out, &grown, DType::F32, &[]).map_err(|e| format!("{}: {e}", a.out.display()))?;

@@ -6,7 +6,7 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 
-use tokenformer_core::config::Norm;
+use tokenformer_core::config::ThetaKind;
 use tokenformer_core::session::Session;
 use tokenformer_core::{file, init, Config, DType};
 
@@ -77,7 +77,7 @@ fn padded_model(path: &Path) -> Config {
     c.rotary_pct = 0.25;
     c.vocab_size = 50304;
     c.tokenizer_vocab = 50277;
-    c.norm = Norm::L2NormGelu;
+    c.norm = ThetaKind::L2NormGelu;
     let mut m = init::init(c.clone(), 5).unwrap();
     let d = c.d_model;
     let b: Vec<f32> = (0..d)

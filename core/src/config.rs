@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// The modified softmax Θ that Pattention applies to each row of scores (spec: "Θ variants").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Norm {
+pub enum ThetaKind {
     /// GELU(a / ‖a‖₂ · √n): the released models' choice.
     L2NormGelu,
     /// g / ‖g‖₂ · √n with g = GELU(a).
@@ -19,23 +19,27 @@ pub enum Norm {
     Softmax,
 }
 
-impl Norm {
-    pub const ALL: [Norm; 3] = [Norm::L2NormGelu, Norm::GeluL2Norm, Norm::Softmax];
+impl ThetaKind {
+    pub const ALL: [ThetaKind; 3] = [
+        ThetaKind::L2NormGelu,
+        ThetaKind::GeluL2Norm,
+        ThetaKind::Softmax,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Norm::L2NormGelu => "l2_norm_gelu",
-            Norm::GeluL2Norm => "gelu_l2_norm",
-            Norm::Softmax => "softmax",
+            ThetaKind::L2NormGelu => "l2_norm_gelu",
+            ThetaKind::GeluL2Norm => "gelu_l2_norm",
+            ThetaKind::Softmax => "softmax",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Norm> {
-        Norm::ALL.into_iter().find(|n| n.name() == s)
+    pub fn parse(s: &str) -> Option<ThetaKind> {
+        ThetaKind::ALL.into_iter().find(|n| n.name() == s)
     }
 }
 
-impl fmt::Display for Norm {
+impl fmt::Display for ThetaKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -70,7 +74,7 @@ pub struct Config {
     /// Fraction of each head's dims that rotary embedding rotates (GPT-NeoX: 0.25).
     pub rotary_pct: f32,
     pub rotary_base: f32,
-    pub norm: Norm,
+    pub norm: ThetaKind,
     /// Rows of the (tied) embedding, padded for speed: 50,304 in the released models.
     pub vocab_size: usize,
     /// Ids the tokenizer can produce: 50,277 in the released models. Sampling stays below it.
@@ -167,7 +171,7 @@ impl Config {
             ffn_scale_tokens: ffn,
             rotary_pct: 0.25,
             rotary_base: 10000.0,
-            norm: Norm::L2NormGelu,
+            norm: ThetaKind::L2NormGelu,
             vocab_size: 50304,
             tokenizer_vocab: 50277,
             max_context: 2048,
@@ -190,7 +194,7 @@ impl Config {
                 ffn_scale_tokens: 96,
                 rotary_pct: 0.25,
                 rotary_base: 10000.0,
-                norm: Norm::L2NormGelu,
+                norm: ThetaKind::L2NormGelu,
                 vocab_size: 512,
                 tokenizer_vocab: 500,
                 max_context: 256,

@@ -16,9 +16,9 @@
 //! transposed or stray tensor is an error naming it, never a silently wrong model.
 
 use crate::checkpoint::{self, container::is_float, Safetensors};
-use crate::config::{Config, ConfigError, Norm};
+use crate::config::{Config, ConfigError, ThetaKind};
 use crate::dtype::DType;
-use crate::graph::Proj;
+use crate::graph::Pattn;
 use crate::model::{tensor_specs, Model, ModelError, Role};
 use crate::torch::{self, TensorView, TorchError};
 use alloc::collections::BTreeMap;
@@ -28,13 +28,13 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// The official layout's module path of each Pattention, under `sequential.{l+2}.`.
-pub fn official_module(p: Proj) -> &'static str {
+pub fn official_module(p: Pattn) -> &'static str {
     match p {
-        Proj::Q => "attention.query",
-        Proj::K => "attention.key",
-        Proj::V => "attention.value",
-        Proj::O => "attention.proj",
-        Proj::Ffn => "mlp",
+        Pattn::Q => "attention.query",
+        Pattn::K => "attention.key",
+        Pattn::V => "attention.value",
+        Pattn::O => "attention.proj",
+        Pattn::Ffn => "mlp",
     }
 }
 
@@ -68,7 +68,7 @@ pub enum Hyper {
     Heads {
         n_heads: usize,
         rotary_pct: f32,
-        norm: Norm,
+        norm: ThetaKind,
         /// Default: 50,277 when the embedding has the released 50,304 rows, else every row.
         tokenizer_vocab: Option<usize>,
         max_context: usize,
@@ -247,11 +247,11 @@ pub fn infer_config(
         }
     }
     let n_layers = layers.len();
-    let tokens = |p: Proj| -> Result<usize, ConvertError> {
+    let tokens = |p: Pattn| -> Result<usize, ConvertError> {
         let n = official_name(Role::Keys(0, p), n_layers);
         Ok(matrix(&n, get(&n)?)?.0)
     };
-    let (qkv, proj, ffn) = (tokens(Proj::Q)?, tokens(Proj::O)?, tokens(Proj::Ffn)?);
+    let (qkv, proj, ffn) = (tokens(Pattn::Q)?, tokens(Pattn::O)?, tokens(Pattn::Ffn)?);
     let config = match hyper {
         Hyper::Preset { name, config } => {
             for (field, p, f) in [

@@ -7,7 +7,7 @@ use crate::config::{Config, PattentionKind};
 
 /// The five Pattentions of a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Proj {
+pub enum Pattn {
     Q,
     K,
     V,
@@ -15,25 +15,25 @@ pub enum Proj {
     Ffn,
 }
 
-impl Proj {
-    pub const ALL: [Proj; 5] = [Proj::Q, Proj::K, Proj::V, Proj::O, Proj::Ffn];
+impl Pattn {
+    pub const ALL: [Pattn; 5] = [Pattn::Q, Pattn::K, Pattn::V, Pattn::O, Pattn::Ffn];
 
     pub fn kind(self) -> PattentionKind {
         match self {
-            Proj::Q | Proj::K | Proj::V => PattentionKind::Qkv,
-            Proj::O => PattentionKind::Proj,
-            Proj::Ffn => PattentionKind::Ffn,
+            Pattn::Q | Pattn::K | Pattn::V => PattentionKind::Qkv,
+            Pattn::O => PattentionKind::Proj,
+            Pattn::Ffn => PattentionKind::Ffn,
         }
     }
 
     /// The name used in checkpoint tensor names (`layers.{i}.{name}.keys`).
     pub fn name(self) -> &'static str {
         match self {
-            Proj::Q => "q",
-            Proj::K => "k",
-            Proj::V => "v",
-            Proj::O => "o",
-            Proj::Ffn => "ffn",
+            Pattn::Q => "q",
+            Pattn::K => "k",
+            Pattn::V => "v",
+            Pattn::O => "o",
+            Pattn::Ffn => "ffn",
         }
     }
 }
@@ -48,7 +48,7 @@ pub trait Ops {
     /// Non-parametric LayerNorm (no weight, no bias).
     fn layer_norm(&mut self, x: &Self::Act) -> Self::Act;
     /// Pattention `p` of layer `layer`.
-    fn pattention(&mut self, x: &Self::Act, layer: usize, p: Proj) -> Self::Act;
+    fn pattention(&mut self, x: &Self::Act, layer: usize, p: Pattn) -> Self::Act;
     /// GPT-NeoX partial rotary embedding at the rows' positions.
     fn rotary(&mut self, x: Self::Act) -> Self::Act;
     /// Causal softmax attention of layer `layer` (k and v join that layer's history, if any).
@@ -65,16 +65,16 @@ pub trait Ops {
 /// One layer, pre-LN with sequential residuals (spec: "The TokenFormer language model").
 pub fn layer<O: Ops>(o: &mut O, x: O::Act, l: usize) -> O::Act {
     let y = o.layer_norm(&x);
-    let q = o.pattention(&y, l, Proj::Q);
-    let k = o.pattention(&y, l, Proj::K);
-    let v = o.pattention(&y, l, Proj::V);
+    let q = o.pattention(&y, l, Pattn::Q);
+    let k = o.pattention(&y, l, Pattn::K);
+    let v = o.pattention(&y, l, Pattn::V);
     let q = o.rotary(q);
     let k = o.rotary(k);
     let a = o.attention(l, &q, &k, &v);
-    let proj = o.pattention(&a, l, Proj::O);
+    let proj = o.pattention(&a, l, Pattn::O);
     let h = o.add(x, &proj);
     let y = o.layer_norm(&h);
-    let ffn = o.pattention(&y, l, Proj::Ffn);
+    let ffn = o.pattention(&y, l, Pattn::Ffn);
     o.add(h, &ffn)
 }
 

@@ -11,7 +11,7 @@
 //! | `final_norm.weight`, `final_norm.bias` | [d] |
 
 use crate::config::Config;
-use crate::graph::Proj;
+use crate::graph::Pattn;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -21,18 +21,18 @@ use alloc::vec::Vec;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Embedding,
-    Keys(usize, Proj),
-    Values(usize, Proj),
+    Keys(usize, Pattn),
+    Values(usize, Pattn),
     FinalNormWeight,
     FinalNormBias,
 }
 
 /// Tensors per layer: keys and values of each projection.
-pub const PER_LAYER: usize = 2 * Proj::ALL.len();
+pub const PER_LAYER: usize = 2 * Pattn::ALL.len();
 
 /// The tensors of layer `l`, in order.
 pub fn layer_roles(l: usize) -> impl Iterator<Item = Role> {
-    Proj::ALL
+    Pattn::ALL
         .into_iter()
         .flat_map(move |p| [Role::Keys(l, p), Role::Values(l, p)])
 }

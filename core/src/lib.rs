@@ -41,7 +41,7 @@ pub mod session;
 pub mod torch;
 
 pub use checkpoint::LoadError;
-pub use config::{Config, ConfigError, Norm};
+pub use config::{Config, ConfigError, ThetaKind};
 pub use dtype::DType;
 pub use model::{Matrix, Model};
 pub use sample::{Rng, Sampler, SamplerConfig};

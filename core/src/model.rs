@@ -1,9 +1,9 @@
 //! Model weights, assembled from and viewed as the tensors of [`crate::layout`].
 
-use crate::config::{Config, ConfigError, PattentionKind};
+use crate::config::{Config, ConfigError};
 use crate::dtype::DType;
 use crate::formats::{blocks_from_bytes, blocks_to_bytes, Block, BlockQ4_0, BlockQ8_0, QK};
-use crate::graph::Proj;
+use crate::graph::Pattn;
 use crate::layout;
 pub use crate::layout::{tensor_specs, tensor_specs_iter, Role, TensorSpec};
 use crate::ops::rotary::RopeTable;
@@ -188,23 +188,23 @@ pub struct LayerWeights<'a> {
 }
 
 impl<'a> LayerWeights<'a> {
-    pub fn get(&self, p: Proj) -> &PattentionWeights<'a> {
+    pub fn get(&self, p: Pattn) -> &PattentionWeights<'a> {
         match p {
-            Proj::Q => &self.q,
-            Proj::K => &self.k,
-            Proj::V => &self.v,
-            Proj::O => &self.o,
-            Proj::Ffn => &self.ffn,
+            Pattn::Q => &self.q,
+            Pattn::K => &self.k,
+            Pattn::V => &self.v,
+            Pattn::O => &self.o,
+            Pattn::Ffn => &self.ffn,
         }
     }
 
-    pub fn get_mut(&mut self, p: Proj) -> &mut PattentionWeights<'a> {
+    pub fn get_mut(&mut self, p: Pattn) -> &mut PattentionWeights<'a> {
         match p {
-            Proj::Q => &mut self.q,
-            Proj::K => &mut self.k,
-            Proj::V => &mut self.v,
-            Proj::O => &mut self.o,
-            Proj::Ffn => &mut self.ffn,
+            Pattn::Q => &mut self.q,
+            Pattn::K => &mut self.k,
+            Pattn::V => &mut self.v,
+            Pattn::O => &mut self.o,
+            Pattn::Ffn => &mut self.ffn,
         }
     }
 }
@@ -488,12 +488,8 @@ impl<'a> Model<'a> {
         Model::from_matrices(self.config.clone(), out)
     }
 
-    pub fn scale_tokens(&self, p: Proj) -> usize {
+    pub fn scale_tokens(&self, p: Pattn) -> usize {
         self.config.scale_tokens(p.kind())
-    }
-
-    pub fn kind_tokens(&self, k: PattentionKind) -> usize {
-        self.config.tokens(k)
     }
 }
 

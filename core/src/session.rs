@@ -1,7 +1,7 @@
 //! Inference: the graph's `Ops` over f32 slices, with a KV cache for incremental decoding.
 
 use crate::config::{Config, PattentionKind};
-use crate::graph::{self, Ops, Proj};
+use crate::graph::{self, Ops, Pattn};
 use crate::kernels::{matmul, vector::Dispatch};
 use crate::model::{LayerWeights, Model};
 use crate::ops::{attention, norm, theta};
@@ -199,7 +199,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 max_context: cfg.max_context,
             });
         }
-        let mut ops = Infer {
+        let mut ops = SessionOps {
             model: self.model,
             cache: &mut self.cache,
             pos0: self.pos,
@@ -213,14 +213,14 @@ impl<'m, 'a> Session<'m, 'a> {
 
 /// The graph's operations for inference: rows are consecutive positions starting at `pos0`.
 /// Weights may be f32 or quantized, matrix by matrix; the products run in `kernels`.
-struct Infer<'s, 'm, 'a> {
+struct SessionOps<'s, 'm, 'a> {
     model: &'m Model<'a>,
     cache: &'s mut KvCache,
     pos0: usize,
     all_logits: bool,
 }
 
-impl Ops for Infer<'_, '_, '_> {
+impl Ops for SessionOps<'_, '_, '_> {
     type Act = Tensor;
 
     fn embed(&mut self, tokens: &[u32]) -> Tensor {
@@ -238,7 +238,7 @@ impl Ops for Infer<'_, '_, '_> {
         y
     }
 
-    fn pattention(&mut self, x: &Tensor, layer: usize, p: Proj) -> Tensor {
+    fn pattention(&mut self, x: &Tensor, layer: usize, p: Pattn) -> Tensor {
         // out = Θ(x·K_Pᵀ)·V_P (ops::pattention::pattention is the scalar reference).
         let w = self.model.layers[layer].get(p);
         let d_in = x.cols;

@@ -5,7 +5,7 @@
 mod torch_writer;
 
 use std::path::PathBuf;
-use tokenformer_core::config::Norm;
+use tokenformer_core::config::ThetaKind;
 use tokenformer_core::convert::{self, ConvertError, Hyper};
 use tokenformer_core::session::log_softmax;
 use tokenformer_core::torch::{self, PickleError, TensorView, TorchError, ZipError};
@@ -32,7 +32,7 @@ fn hyper() -> Hyper {
     Hyper::Heads {
         n_heads: 4,
         rotary_pct: 0.25,
-        norm: Norm::L2NormGelu,
+        norm: ThetaKind::L2NormGelu,
         tokenizer_vocab: Some(500),
         max_context: 256,
     }
@@ -206,7 +206,7 @@ fn presets_must_match_the_file() {
     let bad = Hyper::Heads {
         n_heads: 5,
         rotary_pct: 0.25,
-        norm: Norm::L2NormGelu,
+        norm: ThetaKind::L2NormGelu,
         tokenizer_vocab: None,
         max_context: 16,
     };
@@ -233,7 +233,7 @@ fn small_hyper() -> Hyper {
     Hyper::Heads {
         n_heads: 2,
         rotary_pct: 0.5,
-        norm: Norm::L2NormGelu,
+        norm: ThetaKind::L2NormGelu,
         tokenizer_vocab: None,
         max_context: 16,
     }

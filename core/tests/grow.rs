@@ -4,9 +4,9 @@
 use proptest::prelude::*;
 use tokenformer_core::grow::{grow, Init, Scale, Targets};
 use tokenformer_core::init::init;
-use tokenformer_core::{Config, Norm, Rng, Session};
+use tokenformer_core::{Config, Rng, Session, ThetaKind};
 
-fn cfg(layers: usize, heads: usize, nq: usize, np: usize, nf: usize, norm: Norm) -> Config {
+fn cfg(layers: usize, heads: usize, nq: usize, np: usize, nf: usize, norm: ThetaKind) -> Config {
     Config {
         n_layers: layers,
         d_model: heads * 8,
@@ -63,7 +63,7 @@ proptest! {
         layers in 1usize..3, heads in 1usize..3, nq in 1usize..10, np in 1usize..10, nf in 1usize..20,
         add in (0usize..12, 0usize..12, 0usize..24), gelu_first in any::<bool>(), seed in 0u64..1000,
     ) {
-        let norm = if gelu_first { Norm::GeluL2Norm } else { Norm::L2NormGelu };
+        let norm = if gelu_first { ThetaKind::GeluL2Norm } else { ThetaKind::L2NormGelu };
         let m = init(cfg(layers, heads, nq, np, nf, norm), seed).unwrap();
         let t = Targets { qkv: Some(nq + add.0), proj: Some(np + add.1), ffn: Some(nf + add.2) };
         let g = grow(&m, t, Init::Zero, Scale::Keep, seed + 1).unwrap();
@@ -80,7 +80,7 @@ proptest! {
 
 #[test]
 fn random_growth_changes_logits_and_old_rows_are_copied() {
-    let m = init(cfg(2, 2, 8, 8, 16, Norm::L2NormGelu), 1).unwrap();
+    let m = init(cfg(2, 2, 8, 8, 16, ThetaKind::L2NormGelu), 1).unwrap();
     let t = Targets {
         qkv: Some(12),
         proj: Some(12),
@@ -105,7 +105,7 @@ fn random_growth_changes_logits_and_old_rows_are_copied() {
 
 #[test]
 fn growth_refuses_to_shrink() {
-    let m = init(cfg(1, 1, 8, 8, 16, Norm::L2NormGelu), 1).unwrap();
+    let m = init(cfg(1, 1, 8, 8, 16, ThetaKind::L2NormGelu), 1).unwrap();
     let e = grow(
         &m,
         Targets {

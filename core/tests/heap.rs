@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use tokenformer_core::checkpoint;
-use tokenformer_core::{init::init, Config, DType, Norm, Session};
+use tokenformer_core::{init::init, Config, DType, Session, ThetaKind};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -49,7 +49,7 @@ fn tiny() -> Config {
         ffn_scale_tokens: 512,
         rotary_pct: 0.25,
         rotary_base: 10000.0,
-        norm: Norm::L2NormGelu,
+        norm: ThetaKind::L2NormGelu,
         vocab_size: 512,
         tokenizer_vocab: 512,
         max_context: 128,

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use std::borrow::Cow;
 use tokenformer_core::model::{tensor_specs, Role};
 use tokenformer_core::ops::pattention::{pattention, theta};
-use tokenformer_core::{Config, Model, Norm, Rng, Session, SessionError};
+use tokenformer_core::{Config, Model, Rng, Session, SessionError, ThetaKind};
 
 // ---------- the reference, f64 throughout ----------
 
@@ -18,10 +18,10 @@ thread_local! {
     static ILL_CONDITIONED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn theta_ref(a: &[f64], norm: Norm, scale_n: usize) -> Vec<f64> {
+fn theta_ref(a: &[f64], norm: ThetaKind, scale_n: usize) -> Vec<f64> {
     let sn = (scale_n as f64).sqrt();
     match norm {
-        Norm::L2NormGelu => {
+        ThetaKind::L2NormGelu => {
             let l2 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
             if l2 > 0.0 && l2 < 1e-5 {
                 // A row at rounding level (e.g. scores of an input that is GELU(−5.6) ≈ −7e-8
@@ -33,7 +33,7 @@ fn theta_ref(a: &[f64], norm: Norm, scale_n: usize) -> Vec<f64> {
             }
             a.iter().map(|x| gelu(x / l2 * sn)).collect()
         }
-        Norm::GeluL2Norm => {
+        ThetaKind::GeluL2Norm => {
             let g: Vec<f64> = a.iter().map(|&x| gelu(x)).collect();
             let l2 = g.iter().map(|x| x * x).sum::<f64>().sqrt();
             if l2 < 1e-3 {
@@ -46,7 +46,7 @@ fn theta_ref(a: &[f64], norm: Norm, scale_n: usize) -> Vec<f64> {
             }
             g.iter().map(|x| x / l2 * sn).collect()
         }
-        Norm::Softmax => {
+        ThetaKind::Softmax => {
             let m = a.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = a.iter().map(|x| (x - m).exp()).collect();
             let s: f64 = e.iter().sum();
@@ -60,7 +60,7 @@ fn pattention_ref(
     x: &[Vec<f64>],
     keys: &[f32],
     values: &[f32],
-    norm: Norm,
+    norm: ThetaKind,
     scale_n: usize,
 ) -> Vec<Vec<f64>> {
     let d = x[0].len();
@@ -199,7 +199,7 @@ fn case() -> impl Strategy<Value = Case> {
         (1usize..=40, 1usize..=40, 1usize..=40),
         (
             prop::sample::select(vec![0.0f32, 0.25, 0.5, 1.0]),
-            prop::sample::select(Norm::ALL.to_vec()),
+            prop::sample::select(ThetaKind::ALL.to_vec()),
         ),
         (
             16usize..=64,
@@ -259,7 +259,7 @@ fn random_weights(cfg: &Config, seed: u64, std: f64) -> Vec<Vec<f32>> {
             // softmax ×n concentrates up to n on one value row (the L2 variants at most √n), so
             // its values are scaled down by 2/√n to keep the problem as well conditioned.
             let std = match s.role {
-                Role::Values(..) if cfg.norm == Norm::Softmax => {
+                Role::Values(..) if cfg.norm == ThetaKind::Softmax => {
                     std * (2.0 / (s.shape[0] as f64).sqrt()).min(1.0)
                 }
                 _ => std,
@@ -417,7 +417,7 @@ fn session_errors() {
 
 // ---------- Pattention edge cases ----------
 
-fn theta_f32(row: &[f32], norm: Norm, n: usize) -> Vec<f32> {
+fn theta_f32(row: &[f32], norm: ThetaKind, n: usize) -> Vec<f32> {
     let mut r = row.to_vec();
     theta(&mut r, norm, n);
     r
@@ -425,27 +425,35 @@ fn theta_f32(row: &[f32], norm: Norm, n: usize) -> Vec<f32> {
 
 #[test]
 fn zero_row_gives_zeros() {
-    for norm in [Norm::L2NormGelu, Norm::GeluL2Norm] {
+    for norm in [ThetaKind::L2NormGelu, ThetaKind::GeluL2Norm] {
         let out = theta_f32(&[0.0; 7], norm, 7);
         assert!(out.iter().all(|&x| x == 0.0), "{norm}: {out:?}");
     }
     // GELU of large negative scores is exactly 0 in f32 too: the gelu_l2_norm zero case.
-    let out = theta_f32(&[-100.0, -200.0], Norm::GeluL2Norm, 2);
+    let out = theta_f32(&[-100.0, -200.0], ThetaKind::GeluL2Norm, 2);
     assert!(out.iter().all(|x| x.is_finite()), "{out:?}");
     // Softmax of a zero row is uniform ×n = ones.
-    assert_eq!(theta_f32(&[0.0; 5], Norm::Softmax, 5), vec![1.0; 5]);
+    assert_eq!(theta_f32(&[0.0; 5], ThetaKind::Softmax, 5), vec![1.0; 5]);
     // Whole Pattention with x = 0: output zeros, not NaN.
     let (d, n) = (4, 3);
     let keys: Vec<f32> = (0..n * d).map(|i| i as f32 * 0.1).collect();
     let vals: Vec<f32> = (0..n * d).map(|i| 1.0 - i as f32 * 0.05).collect();
     let mut out = vec![f32::NAN; 2 * d];
-    pattention(&[0.0; 8], &keys, &vals, d, Norm::L2NormGelu, n, &mut out);
+    pattention(
+        &[0.0; 8],
+        &keys,
+        &vals,
+        d,
+        ThetaKind::L2NormGelu,
+        n,
+        &mut out,
+    );
     assert!(out.iter().all(|&x| x == 0.0), "{out:?}");
 }
 
 #[test]
 fn single_token() {
-    for norm in Norm::ALL {
+    for norm in ThetaKind::ALL {
         for a in [-3.0f32, -1e-20, 1e-20, 0.5, 2.0, 1e30] {
             let got = theta_f32(&[a], norm, 1)[0];
             let want = theta_ref(&[a as f64], norm, 1)[0];
@@ -465,7 +473,7 @@ fn huge_scores_finite_and_match_formula() {
         &[1e30, 1e30 * (1.0 + 1e-6), 5.0],
         &[-1e30, -2e30, -1e29],
     ];
-    for norm in Norm::ALL {
+    for norm in ThetaKind::ALL {
         for (ri, row) in rows.iter().enumerate() {
             let n = row.len();
             let got = theta_f32(row, norm, n);
@@ -493,14 +501,14 @@ proptest! {
 
     /// Θ matches the eps-free f64 formula to f32 rounding on ordinary rows.
     #[test]
-    fn theta_matches_formula(row in prop::collection::vec(-20.0f32..20.0, 1..64), norm in prop::sample::select(Norm::ALL.to_vec()), scale_n in 1usize..100) {
+    fn theta_matches_formula(row in prop::collection::vec(-20.0f32..20.0, 1..64), norm in prop::sample::select(ThetaKind::ALL.to_vec()), scale_n in 1usize..100) {
         let got = theta_f32(&row, norm, scale_n);
         let a: Vec<f64> = row.iter().map(|&x| x as f64).collect();
         let want = theta_ref(&a, norm, scale_n);
         // gelu_l2_norm is ill-conditioned when every GELU(a) is ~0: f32 GELU rounds them to
         // exactly 0 (zeros out) while f64 keeps ~1e-16 values that normalise to O(1).
         let g_max = a.iter().map(|&x| (0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))).abs()).fold(0.0, f64::max);
-        prop_assume!(norm != Norm::GeluL2Norm || g_max > 1e-3);
+        prop_assume!(norm != ThetaKind::GeluL2Norm || g_max > 1e-3);
         for (g, w) in got.iter().zip(&want) {
             prop_assert!((*g as f64 - w).abs() <= 2e-5 * (1.0 + w.abs()), "{g} vs {w}");
         }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tokenformer_core::config::Norm;
+use tokenformer_core::config::ThetaKind;
 use tokenformer_core::convert::{self, Hyper};
 use tokenformer_core::torch::{self, pickle};
 
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         let hyper = Hyper::Heads {
             n_heads: 2,
             rotary_pct: 0.5,
-            norm: Norm::L2NormGelu,
+            norm: ThetaKind::L2NormGelu,
             tokenizer_vocab: None,
             max_context: 16,
         };

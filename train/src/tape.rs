@@ -7,7 +7,7 @@
 
 use crate::backend::{Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Rows, Theta};
 use crate::params::Params;
-use tokenformer_core::graph::{self, Ops, Proj};
+use tokenformer_core::graph::{self, Ops, Pattn};
 use tokenformer_core::model::Role;
 use tokenformer_core::ops::rotary::RopeTable;
 use tokenformer_core::Config;
@@ -131,7 +131,7 @@ impl<B: Backend> Ops for Tape<'_, B> {
         LayerNorm::record(self, *x)
     }
 
-    fn pattention(&mut self, x: &NodeId, layer: usize, proj: Proj) -> NodeId {
+    fn pattention(&mut self, x: &NodeId, layer: usize, proj: Pattn) -> NodeId {
         Pattention::record(self, *x, layer, proj)
     }
 
@@ -213,13 +213,13 @@ impl<B: Backend> Node<B> for LayerNorm<B> {
 struct Pattention<B: Backend> {
     x: NodeId,
     layer: usize,
-    proj: Proj,
+    proj: Pattn,
     scores: B::Buf,
     theta: B::Buf,
 }
 
 impl<B: Backend> Pattention<B> {
-    fn spec(cfg: &Config, proj: Proj) -> Theta {
+    fn spec(cfg: &Config, proj: Pattn) -> Theta {
         Theta {
             norm: cfg.norm,
             n: cfg.tokens(proj.kind()),
@@ -227,7 +227,7 @@ impl<B: Backend> Pattention<B> {
         }
     }
 
-    fn record(t: &mut Tape<'_, B>, x: NodeId, layer: usize, proj: Proj) -> NodeId {
+    fn record(t: &mut Tape<'_, B>, x: NodeId, layer: usize, proj: Pattn) -> NodeId {
         let (be, p) = (t.be, t.params);
         let spec = Self::spec(t.cfg(), proj);
         let (r, d, n) = (t.dims.rows.count(), t.dims.d, spec.n);

@@ -14,7 +14,7 @@ mod reference64;
 use gradients::*;
 use reference64 as r64;
 use tokenformer_core::ops::rotary::RopeTable;
-use tokenformer_core::{Norm, Rng};
+use tokenformer_core::{Rng, ThetaKind};
 use tokenformer_train::backend::{Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Theta};
 use tokenformer_train::{Cpu, Rows};
 
@@ -23,7 +23,11 @@ fn theta_backward_matches_finite_differences() {
     let be = Cpu;
     let mut rng = Rng::new(1);
     let (rows, n) = (4, 9);
-    for norm in [Norm::L2NormGelu, Norm::GeluL2Norm, Norm::Softmax] {
+    for norm in [
+        ThetaKind::L2NormGelu,
+        ThetaKind::GeluL2Norm,
+        ThetaKind::Softmax,
+    ] {
         // scale_n ≠ n is the grown-with-kept-scale case.
         for scale_n in [n, 5] {
             let a = randn(&mut rng, rows * n, 1.5);

@@ -327,7 +327,7 @@ fn whole_model_gradient_through_opaque_buffers_matches_finite_differences() {
 /// the optimizer's ops cross the seam too.
 #[test]
 fn opaque_step_equals_cpu_step() {
-    use tokenformer_core::{Norm, Rng};
+    use tokenformer_core::{Rng, ThetaKind};
     use tokenformer_train::backend::Backend;
     use tokenformer_train::optim::{AdamW, Moments};
     use tokenformer_train::{Cpu, Params, Rows, Tape};
@@ -352,7 +352,7 @@ fn opaque_step_equals_cpu_step() {
         params.tensors.iter().map(|t| be.download(t)).collect()
     }
 
-    let cfg = gradients::tiny(Norm::L2NormGelu, [6, 5, 8]);
+    let cfg = gradients::tiny(ThetaKind::L2NormGelu, [6, 5, 8]);
     let model = tokenformer_core::init::init(cfg, 9).unwrap();
     let be = Opaque::default();
     let (opaque, cpu) = (step(&be, &model), step(&Cpu, &model));

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokenformer_core::file::ModelFile;
 use tokenformer_core::init::init;
-use tokenformer_core::{Config, Norm, Rng, Session};
+use tokenformer_core::{Config, Rng, Session, ThetaKind};
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
 use tokenformer_train::data::heldout_windows;
 use tokenformer_train::data::DataError;
@@ -120,7 +120,11 @@ fn arb_config() -> impl Strategy<Value = Config> {
                 ffn_scale_tokens: nf,
                 rotary_pct: 0.5,
                 rotary_base: 10000.0,
-                norm: [Norm::L2NormGelu, Norm::GeluL2Norm, Norm::Softmax][norm],
+                norm: [
+                    ThetaKind::L2NormGelu,
+                    ThetaKind::GeluL2Norm,
+                    ThetaKind::Softmax,
+                ][norm],
                 vocab_size: 23,
                 tokenizer_vocab: 20,
                 max_context: 32,

@@ -11,7 +11,7 @@ use std::io;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use tokenformer_core::init::init;
-use tokenformer_core::{Config, Norm, Rng};
+use tokenformer_core::{Config, Rng, ThetaKind};
 use tokenformer_train::data::DataError;
 use tokenformer_train::optim::{AdamW, Schedule};
 use tokenformer_train::{BatchSource, Cpu, LogLine, Observer, RunConfig, TrainConfig, Trainer};
@@ -87,7 +87,7 @@ fn main() {
         ffn_scale_tokens: ffn,
         rotary_pct: 0.25,
         rotary_base: 10000.0,
-        norm: Norm::L2NormGelu,
+        norm: ThetaKind::L2NormGelu,
         vocab_size: vocab,
         tokenizer_vocab: vocab,
         max_context: seq,

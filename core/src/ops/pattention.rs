@@ -2,7 +2,7 @@
 
 use super::linalg::{matmul_nn, matmul_nt};
 pub use super::theta::theta;
-use crate::config::Norm;
+use crate::config::ThetaKind;
 use alloc::vec;
 
 /// out[t, d_out] = Θ(x[t, d_in] · keys[n, d_in]ᵀ) · values[n, d_out].
@@ -11,7 +11,7 @@ pub fn pattention(
     keys: &[f32],
     values: &[f32],
     d_in: usize,
-    norm: Norm,
+    norm: ThetaKind,
     scale_n: usize,
     out: &mut [f32],
 ) {

@@ -3,28 +3,28 @@
 //! backward of one row of scores.
 
 use super::activation::{gelu, gelu_grad};
-use crate::config::Norm;
+use crate::config::ThetaKind;
 
 /// Θ on one row of scores, in place. `scale_n` is the token count whose square root scales the
 /// L2-normalised variants (the layer's own n unless the model was grown with its scale kept).
 ///
 /// An all-zero row gives zeros for the L2 variants (the eps-free reference would give NaN);
 /// the sum of squares is accumulated in f64, which cannot overflow for finite f32 scores.
-pub fn theta(row: &mut [f32], norm: Norm, scale_n: usize) {
+pub fn theta(row: &mut [f32], norm: ThetaKind, scale_n: usize) {
     let sqrt_n = libm::sqrt(scale_n as f64);
     match norm {
-        Norm::L2NormGelu => match l2_scale(row, sqrt_n) {
+        ThetaKind::L2NormGelu => match l2_scale(row, sqrt_n) {
             Some(f) => row.iter_mut().for_each(|a| *a = gelu(*a * f)),
             None => row.fill(0.0),
         },
-        Norm::GeluL2Norm => {
+        ThetaKind::GeluL2Norm => {
             row.iter_mut().for_each(|a| *a = gelu(*a));
             match l2_scale(row, sqrt_n) {
                 Some(f) => row.iter_mut().for_each(|g| *g *= f),
                 None => row.fill(0.0),
             }
         }
-        Norm::Softmax => {
+        ThetaKind::Softmax => {
             // exp(a)/Σexp(a)·n, with the max subtracted so huge scores cannot overflow.
             let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f64;
@@ -51,13 +51,13 @@ pub fn theta_backward_row(
     a: &[f32],
     s: &[f32],
     ds: &[f32],
-    norm: Norm,
+    norm: ThetaKind,
     scale_n: usize,
     da: &mut [f32],
 ) {
     let sqrt_n = libm::sqrt(scale_n as f64);
     match norm {
-        Norm::L2NormGelu => {
+        ThetaKind::L2NormGelu => {
             // u = a·√n/‖a‖, s = GELU(u); da = (√n/‖a‖)·(gu − â(â·gu)), gu = ds·GELU'(u).
             let ss: f64 = a.iter().map(|&x| x as f64 * x as f64).sum();
             if ss == 0.0 {
@@ -77,7 +77,7 @@ pub fn theta_backward_row(
                 *o = f * (*o - x * c);
             }
         }
-        Norm::GeluL2Norm => {
+        ThetaKind::GeluL2Norm => {
             // g = GELU(a), s = g·√n/‖g‖; dg = (√n/‖g‖)(ds − ĝ(ĝ·ds)); da = dg·GELU'(a).
             let gs: alloc::vec::Vec<f32> = a.iter().map(|&x| gelu(x)).collect();
             let ss: f64 = gs.iter().map(|&x| x as f64 * x as f64).sum();
@@ -92,7 +92,7 @@ pub fn theta_backward_row(
                 *o = f * (h - g * c) * gelu_grad(x);
             }
         }
-        Norm::Softmax => {
+        ThetaKind::Softmax => {
             // s = n·softmax(a): da_j = s_j·(ds_j − (1/n)·Σ_i ds_i s_i).
             let n = a.len() as f64;
             let dot: f64 = s.iter().zip(ds).map(|(&x, &g)| x as f64 * g as f64).sum();

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use tokenformer_core::checkpoint;
 use tokenformer_core::DType;
-use tokenformer_core::config::{Config, Norm};
+use tokenformer_core::config::{Config, ThetaKind};
 use tokenformer_core::{init, DType};
 
 fn config() -> Config {
@@ -25,7 +25,7 @@ fn config() -> Config {
         // head_dim 4 · 0.5 = 2 rotary dims (an odd count is invalid).
         rotary_pct: 0.5,
         rotary_base: 10000.0,
-        norm: Norm::L2NormGelu,
+        norm: ThetaKind::L2NormGelu,
         vocab_size: 16,
         tokenizer_vocab: 16,
         max_context: 16,

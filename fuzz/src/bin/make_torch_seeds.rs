@@ -9,7 +9,7 @@ mod torch_writer;
 
 use std::fs;
 use std::path::Path;
-use tokenformer_core::config::Norm;
+use tokenformer_core::config::ThetaKind;
 use tokenformer_core::convert::{self, Hyper};
 use tokenformer_core::torch;
 use torch_writer::{official, pickle, torch_file, Geometry};
@@ -44,7 +44,7 @@ fn main() {
     let hyper = Hyper::Heads {
         n_heads: 2,
         rotary_pct: 0.5,
-        norm: Norm::L2NormGelu,
+        norm: ThetaKind::L2NormGelu,
         tokenizer_vocab: None,
         max_context: 16,
     };

@@ -10,7 +10,7 @@
 pub mod cpu;
 
 use tokenformer_core::ops::rotary::RopeTable;
-use tokenformer_core::{Config, Norm};
+use tokenformer_core::{Config, ThetaKind};
 
 /// The shape of one batch of rows: `batch` sequences of `seq` positions, row r at position
 /// r % seq of sequence r / seq.
@@ -90,7 +90,7 @@ impl<'a, B: Backend + ?Sized> Mat<'a, B> {
 /// differs from n in a model grown with its scale kept).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Theta {
-    pub norm: Norm,
+    pub norm: ThetaKind,
     pub n: usize,
     pub scale_n: usize,
 }

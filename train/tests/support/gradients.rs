@@ -8,7 +8,7 @@
 use super::reference64 as r64;
 use std::borrow::Cow;
 use tokenformer_core::model::{tensor_specs, Role};
-use tokenformer_core::{Config, Model, Norm, Rng};
+use tokenformer_core::{Config, Model, Rng, ThetaKind};
 use tokenformer_train::backend::Backend;
 use tokenformer_train::{Params, Rows, Tape};
 
@@ -65,7 +65,7 @@ pub fn weighted(w: &[f64], y: &[f64]) -> f64 {
     w.iter().zip(y).map(|(a, b)| a * b).sum()
 }
 
-pub fn tiny(norm: Norm, scale: [usize; 3]) -> Config {
+pub fn tiny(norm: ThetaKind, scale: [usize; 3]) -> Config {
     Config {
         n_layers: 2,
         d_model: 16,
@@ -129,10 +129,10 @@ fn shape(cfg: &Config) -> r64::Shape {
 /// every Θ (and one grown with its scale kept). The backend is reached only through the trait.
 pub fn whole_model_gradient_matches_finite_differences<B: Backend>(be: &B) {
     for (seed, norm, scale) in [
-        (10, Norm::L2NormGelu, [6, 5, 8]),
-        (11, Norm::L2NormGelu, [4, 3, 5]), // grown with the scale kept
-        (12, Norm::GeluL2Norm, [6, 5, 8]),
-        (13, Norm::Softmax, [6, 5, 8]),
+        (10, ThetaKind::L2NormGelu, [6, 5, 8]),
+        (11, ThetaKind::L2NormGelu, [4, 3, 5]), // grown with the scale kept
+        (12, ThetaKind::GeluL2Norm, [6, 5, 8]),
+        (13, ThetaKind::Softmax, [6, 5, 8]),
     ] {
         let cfg = tiny(norm, scale);
         let mut rng = Rng::new(seed);

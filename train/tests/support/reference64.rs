@@ -2,27 +2,27 @@
 //! reference that finite differences run on. Rows are flat row-major `Vec<f64>`.
 #![allow(dead_code)]
 
-use tokenformer_core::Norm;
+use tokenformer_core::ThetaKind;
 
 pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
 /// Θ of one row.
-pub fn theta(a: &[f64], norm: Norm, scale_n: usize) -> Vec<f64> {
+pub fn theta(a: &[f64], norm: ThetaKind, scale_n: usize) -> Vec<f64> {
     let sn = (scale_n as f64).sqrt();
     let l2 = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     match norm {
-        Norm::L2NormGelu => {
+        ThetaKind::L2NormGelu => {
             let r = l2(a);
             a.iter().map(|x| gelu(x / r * sn)).collect()
         }
-        Norm::GeluL2Norm => {
+        ThetaKind::GeluL2Norm => {
             let g: Vec<f64> = a.iter().map(|&x| gelu(x)).collect();
             let r = l2(&g);
             g.iter().map(|x| x / r * sn).collect()
         }
-        Norm::Softmax => {
+        ThetaKind::Softmax => {
             let m = a.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = a.iter().map(|x| (x - m).exp()).collect();
             let s: f64 = e.iter().sum();
@@ -37,7 +37,7 @@ pub fn pattention(
     keys: &[f64],
     values: &[f64],
     d: usize,
-    norm: Norm,
+    norm: ThetaKind,
     scale_n: usize,
 ) -> Vec<f64> {
     let n = keys.len() / d;
@@ -145,7 +145,7 @@ pub struct Shape {
     pub vocab: usize,
     pub rot: usize,
     pub base: f64,
-    pub norm: Norm,
+    pub norm: ThetaKind,
 }
 
 /// Logits [batch·seq, vocab] of the whole model; `w` in core's tensor order.
