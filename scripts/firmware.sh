@@ -80,6 +80,13 @@ diff <(grep -E "$KEYS" "$WORK/host-scalar.out") <(grep -E "$KEYS" "$WORK/q8_0.ou
 echo "firmware == host scalar: ids, text and first-step logits checksum identical"
 
 cargo build --release --quiet -p tokenformer-core --example firmware_reference
+# The std build with its kernel level forced to scalar (TOKENFORMER_KERNELS) is the same code.
+TOKENFORMER_KERNELS=scalar target/release/examples/firmware_reference "$MODEL" "$TOKENIZER" \
+    >"$WORK/host-forced.out"
+diff <(grep -E "$KEYS|^kernels:" "$WORK/host-forced.out") \
+    <(grep -E "$KEYS|^kernels:" "$WORK/host-scalar.out") \
+    || fail "TOKENFORMER_KERNELS=scalar (std build) differs from the no_std scalar run"
+echo "firmware == host std build forced to TOKENFORMER_KERNELS=scalar: identical"
 target/release/examples/firmware_reference "$MODEL" "$TOKENIZER" >"$WORK/host-simd.out"
 SIMD_KERNELS=$(sed -n 's/^kernels: //p' "$WORK/host-simd.out")
 if diff -q <(grep '^ids:' "$WORK/host-simd.out") <(grep '^ids:' "$WORK/q8_0.out") >/dev/null; then
