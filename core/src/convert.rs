@@ -280,17 +280,11 @@ pub fn infer_config(
             tokenizer_vocab,
             max_context,
         } => Config {
-            n_layers,
-            d_model: d,
-            n_heads: *n_heads,
             qkv_tokens: qkv,
             proj_tokens: proj,
-            ffn_tokens: ffn,
             qkv_scale_tokens: qkv,
             proj_scale_tokens: proj,
-            ffn_scale_tokens: ffn,
             rotary_pct: *rotary_pct,
-            rotary_base: 10000.0,
             norm: *norm,
             vocab_size: vocab,
             tokenizer_vocab: tokenizer_vocab.unwrap_or(if vocab == NEOX_PADDED_VOCAB {
@@ -299,7 +293,7 @@ pub fn infer_config(
                 vocab
             }),
             max_context: *max_context,
-            layer_norm_eps: 1e-5,
+            ..Config::released(n_layers, d, *n_heads, ffn)
         },
     };
     config.validate().map_err(ConvertError::Config)?;
