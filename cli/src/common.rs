@@ -1,11 +1,22 @@
 //! Helpers shared by the subcommands: loading models and tokenizers, reading token input.
 
 use std::path::{Path, PathBuf};
-use tokenformer_core::file::ModelFile;
+use tokenformer_core::file::{self, ModelFile};
+use tokenformer_core::{DType, Model};
 use tokenizers::Tokenizer;
 
 pub fn open_model(path: &Path) -> Result<ModelFile, String> {
     ModelFile::open(path).map_err(|e| e.to_string())
+}
+
+/// Save a checkpoint atomically; errors name the file.
+pub fn save(
+    path: &Path,
+    model: &Model<'_>,
+    dtype: DType,
+    meta: &[(&str, &str)],
+) -> Result<(), String> {
+    file::save(path, model, dtype, meta).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, String> {
@@ -89,7 +100,7 @@ pub fn tokenizer_path(p: &Option<PathBuf>, model: &Path) -> Result<PathBuf, Stri
 /// Resident memory split into anonymous (heap: copies, caches) and file-backed (mapped weights)
 /// pages, from /proc/self/status on Linux, plus how many weight bytes the model borrows from the
 /// map instead of copying.
-pub fn memory_report(model: &tokenformer_core::Model<'_>) -> String {
+pub fn memory_report(model: &Model<'_>) -> String {
     let borrowed = model.borrowed_bytes() as f64 / (1 << 20) as f64;
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
