@@ -40,20 +40,11 @@ pub fn official_module(p: Proj) -> &'static str {
 
 /// The official name of the tensor in `role`, for a model of `n_layers` layers.
 pub fn official_name(role: Role, n_layers: usize) -> String {
+    let layer = |l: usize, p: Proj| format!("sequential.{}.{}", l + 2, official_module(p));
     match role {
         Role::Embedding => "sequential.0.word_embeddings.weight".into(),
-        Role::Keys(l, p) => format!(
-            "sequential.{}.{}.key_param_tokens",
-            l + 2,
-            official_module(p)
-        ),
-        Role::Values(l, p) => {
-            format!(
-                "sequential.{}.{}.value_param_tokens",
-                l + 2,
-                official_module(p)
-            )
-        }
+        Role::Keys(l, p) => format!("{}.key_param_tokens", layer(l, p)),
+        Role::Values(l, p) => format!("{}.value_param_tokens", layer(l, p)),
         Role::FinalNormWeight => format!("sequential.{}.norm.weight", n_layers + 3),
         Role::FinalNormBias => format!("sequential.{}.norm.bias", n_layers + 3),
     }
