@@ -21,7 +21,7 @@ use crate::dtype::DType;
 use crate::graph::Proj;
 use crate::model::{tensor_specs, Model, ModelError, Role};
 use crate::torch::{self, TensorView, TorchError};
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -229,15 +229,13 @@ pub fn infer_config(
     let (vocab, d) = matrix(&emb, get(&emb)?)?;
     // Layers are the distinct indices of attention/mlp tensors; the specs below then demand
     // exactly indices 2..L+2, so a gap is reported as the first missing tensor.
-    let mut layers = BTreeMap::new();
-    for name in by_name.keys() {
-        if let Some((i, rest)) = split_index(name) {
-            if rest.starts_with("attention.") || rest.starts_with("mlp.") {
-                layers.insert(i, ());
-            }
-        }
-    }
-    let n_layers = layers.len();
+    let n_layers = by_name
+        .keys()
+        .filter_map(|name| split_index(name))
+        .filter(|(_, rest)| rest.starts_with("attention.") || rest.starts_with("mlp."))
+        .map(|(i, _)| i)
+        .collect::<BTreeSet<_>>()
+        .len();
     let tokens = |p: Proj| -> Result<usize, ConvertError> {
         let n = official_name(Role::Keys(0, p), n_layers);
         Ok(matrix(&n, get(&n)?)?.0)
