@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tokenformer_core::kernels::vector::Dispatch;
 use tokenformer_core::ops::linalg::Vector;
+use tokenformer_core::sample::argmax;
 use tokenformer_core::{kernels, DType, Rng, Session};
 
 #[derive(clap::Args)]
@@ -68,16 +69,6 @@ fn cpu_seconds() -> f64 {
     }
 }
 
-fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in x.iter().enumerate() {
-        if *v > x[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 pub fn run(a: Args) -> Result<(), String> {
     if a.threads == 0 {
         return Err("--threads must be at least 1".into());
@@ -129,7 +120,7 @@ pub fn run(a: Args) -> Result<(), String> {
             let t = Instant::now();
             let cpu = cpu_seconds();
             for _ in 0..a.gen_tokens {
-                let next = argmax(&logits[..cfg.tokenizer_vocab]);
+                let next = argmax(&logits[..cfg.tokenizer_vocab]) as u32;
                 logits = s.feed(&[next]).map_err(|e| e.to_string())?;
             }
             let decode_s = t.elapsed().as_secs_f64();

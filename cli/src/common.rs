@@ -1,11 +1,22 @@
 //! Helpers shared by the subcommands: loading models and tokenizers, reading token input.
 
 use std::path::{Path, PathBuf};
-use tokenformer_core::file::ModelFile;
+use tokenformer_core::file::{self, ModelFile};
+use tokenformer_core::{DType, Model};
 use tokenizers::Tokenizer;
 
 pub fn open_model(path: &Path) -> Result<ModelFile, String> {
     ModelFile::open(path).map_err(|e| e.to_string())
+}
+
+/// Save a checkpoint atomically; errors name the file.
+pub fn save(
+    path: &Path,
+    model: &Model<'_>,
+    dtype: DType,
+    meta: &[(&str, &str)],
+) -> Result<(), String> {
+    file::save(path, model, dtype, meta).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, String> {
@@ -47,49 +58,39 @@ pub fn check_ids(ids: &[u32], vocab_size: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The model trained by this project (models/MODEL.md), used when no --model is given.
-pub fn bundled_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shakespeare.safetensors")
-}
-
-/// --model, or the bundled model.
-pub fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, String> {
+/// `p` if given, else `fallback` if it exists, else the error `missing`.
+fn given_or(p: &Option<PathBuf>, fallback: PathBuf, missing: String) -> Result<PathBuf, String> {
     match p {
         Some(p) => Ok(p.clone()),
-        None => {
-            let b = bundled_model();
-            if b.exists() {
-                Ok(b)
-            } else {
-                Err(format!(
-                    "no --model given and the bundled model is missing ({})",
-                    b.display()
-                ))
-            }
-        }
+        None if fallback.exists() => Ok(fallback),
+        None => Err(missing),
     }
+}
+
+/// --model, or the model trained by this project (models/MODEL.md).
+pub fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, String> {
+    let b = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shakespeare.safetensors");
+    let missing = format!(
+        "no --model given and the bundled model is missing ({})",
+        b.display()
+    );
+    given_or(p, b, missing)
 }
 
 /// --tokenizer, or `tokenizer.json` beside the model (the Hugging Face layout).
 pub fn tokenizer_path(p: &Option<PathBuf>, model: &Path) -> Result<PathBuf, String> {
-    if let Some(p) = p {
-        return Ok(p.clone());
-    }
     let beside = model.with_file_name("tokenizer.json");
-    if beside.exists() {
-        Ok(beside)
-    } else {
-        Err(format!(
-            "text input needs --tokenizer tokenizer.json (none beside {})",
-            model.display()
-        ))
-    }
+    let missing = format!(
+        "text input needs --tokenizer tokenizer.json (none beside {})",
+        model.display()
+    );
+    given_or(p, beside, missing)
 }
 
 /// Resident memory split into anonymous (heap: copies, caches) and file-backed (mapped weights)
 /// pages, from /proc/self/status on Linux, plus how many weight bytes the model borrows from the
 /// map instead of copying.
-pub fn memory_report(model: &tokenformer_core::Model<'_>) -> String {
+pub fn memory_report(model: &Model<'_>) -> String {
     let borrowed = model.borrowed_bytes() as f64 / (1 << 20) as f64;
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {

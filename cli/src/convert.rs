@@ -1,10 +1,11 @@
 //! `convert`: the authors' released checkpoint (torch.save `pytorch_model.bin`, or safetensors
 //! with the official names) → our self-describing checkpoint, written atomically.
 
+use crate::common;
 use std::path::PathBuf;
 use std::time::Instant;
 use tokenformer_core::convert::{self, Hyper};
-use tokenformer_core::file::{self, ModelFile};
+use tokenformer_core::file::ModelFile;
 use tokenformer_core::{Config, DType, ThetaKind};
 
 #[derive(clap::Args)]
@@ -65,8 +66,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let views = convert::read_official(src.bytes()).map_err(at)?;
     let model = convert::convert(&views, &hyper).map_err(at)?;
     let from = a.from.display().to_string();
-    file::save(&a.out, &model, a.dtype, &[("converted_from", &from)])
-        .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    common::save(&a.out, &model, a.dtype, &[("converted_from", &from)])?;
     let c = &model.config;
     eprintln!(
         "wrote {} ({} parameters: {} layers, d {}, {} heads, tokens q/k/v {} proj {} ffn {}, vocab {} of which {} sampled; {}) in {:.2} s",

@@ -2,7 +2,6 @@
 
 use crate::common;
 use std::path::PathBuf;
-use tokenformer_core::file::save;
 use tokenformer_core::grow::{grow, Init, Scale, Targets};
 use tokenformer_core::{DType, ThetaKind};
 
@@ -54,7 +53,7 @@ pub fn run(a: Args) -> Result<(), String> {
     if model.config.norm == ThetaKind::Softmax && init == Init::Zero && scale == Scale::Keep {
         eprintln!("note: under the softmax normalisation zero keys still take probability mass, so this growth is not exactly function-preserving");
     }
-    save(&a.out, &grown, DType::F32, &[]).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    common::save(&a.out, &grown, DType::F32, &[])?;
     let c = &grown.config;
     eprintln!(
         "wrote {}: tokens q/k/v {} (scale {}), proj {} (scale {}), ffn {} (scale {}); {} parameters (was {})",

@@ -1,7 +1,8 @@
 //! `init`: a fresh model from a preset, saved atomically.
 
+use crate::common;
 use std::path::PathBuf;
-use tokenformer_core::{file, init, Config, DType};
+use tokenformer_core::{init, Config, DType};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,13 +29,12 @@ pub fn run(a: Args) -> Result<(), String> {
     let config = Config::preset(&a.preset).map_err(|e| e.to_string())?;
     let model = init::init(config, a.seed).map_err(|e| e.to_string())?;
     let seed = a.seed.to_string();
-    file::save(
+    common::save(
         &a.out,
         &model,
         a.dtype,
         &[("seed", &seed), ("preset", &a.preset)],
-    )
-    .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    )?;
     eprintln!(
         "wrote {} ({} parameters, {})",
         a.out.display(),

@@ -3,7 +3,7 @@
 use crate::common;
 use std::path::PathBuf;
 use tokenformer_core::formats::WEIGHT_FORMATS;
-use tokenformer_core::{file, DType};
+use tokenformer_core::DType;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,13 +48,8 @@ pub fn run(a: Args) -> Result<(), String> {
         .filter(|m| m.format() == DType::F32)
         .count()
         - 2; // the final norm's weight and bias always stay f32
-    file::save(
-        &a.out,
-        &q,
-        DType::F32,
-        &[("quantized_from", &a.model.display().to_string())],
-    )
-    .map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let from = a.model.display().to_string();
+    common::save(&a.out, &q, DType::F32, &[("quantized_from", &from)])?;
     let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "wrote {} ({}: layers {}, embedding {}; {:.1} MB{})",

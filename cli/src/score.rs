@@ -82,11 +82,12 @@ pub fn run(a: Args) -> Result<(), String> {
     let nll = total / logprobs.len() as f64;
     let ppl = nll.exp();
     let bytes = text.as_ref().map(|t| t.len());
+    let bits_per_byte = |b: usize| total / std::f64::consts::LN_2 / b as f64;
     if a.json {
         let mut v = json!({ "logprobs": logprobs, "tokens": tokens.len(), "nll": nll, "ppl": ppl });
         if let Some(b) = bytes {
             v["bytes"] = json!(b);
-            v["bits_per_byte"] = json!(total / std::f64::consts::LN_2 / b as f64);
+            v["bits_per_byte"] = json!(bits_per_byte(b));
         }
         println!("{v}");
     } else {
@@ -95,10 +96,7 @@ pub fn run(a: Args) -> Result<(), String> {
         println!("ppl: {ppl:.4}");
         if let Some(b) = bytes {
             println!("bytes: {b}");
-            println!(
-                "bits_per_byte: {:.6}",
-                total / std::f64::consts::LN_2 / b as f64
-            );
+            println!("bits_per_byte: {:.6}", bits_per_byte(b));
         }
     }
     Ok(())

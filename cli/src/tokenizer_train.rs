@@ -1,17 +1,9 @@
-//! `tokenizer-train`: a byte-level BPE (GPT-2 / GPT-NeoX style) learned from text files.
-//!
-//! The 256 byte symbols are always in the vocabulary, so any text encodes and decodes losslessly;
-//! `<|endoftext|>` is id 0, as in the GPT-NeoX tokenizer, and is what `train` puts between
-//! documents.
+//! `tokenizer-train`: a byte-level BPE learned from text files ([`train_bpe`]); its
+//! `<|endoftext|>` (id 0) is what `train` puts between documents.
 
 use std::path::PathBuf;
 use tokenformer_core::file::write_atomic;
-use tokenizers::models::bpe::{BpeTrainer, BPE};
-use tokenizers::models::TrainerWrapper;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, Tokenizer};
-
-pub const EOS: &str = "<|endoftext|>";
+use tokenformer_train::data::{split_point, train_bpe, EOS};
 /// 256 byte symbols + `<|endoftext|>`.
 const MIN_VOCAB: usize = 257;
 /// Ids must fit the token files and the embedding comfortably.
@@ -55,10 +47,10 @@ pub fn run(a: Args) -> Result<(), String> {
         let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let text = String::from_utf8(bytes)
             .map_err(|e| format!("{}: not UTF-8 text: {e}", f.display()))?;
-        let cut = tokenformer_train::data::split_point(&text, a.heldout_frac);
+        let cut = split_point(&text, a.heldout_frac);
         texts.push(text[..cut].to_string());
     }
-    let tok = train_bpe(&texts, a.vocab_size, a.min_frequency)?;
+    let tok = train_bpe(&texts, a.vocab_size, a.min_frequency).map_err(|e| e.to_string())?;
     let json = tok
         .to_string(true)
         .map_err(|e| format!("cannot serialize the tokenizer: {e}"))?;
@@ -74,31 +66,4 @@ pub fn run(a: Args) -> Result<(), String> {
         a.out.display()
     );
     Ok(())
-}
-
-/// Learn merges over the lines of `texts` (lines keep their '\n', as in `train_from_files`).
-pub fn train_bpe(
-    texts: &[String],
-    vocab_size: usize,
-    min_frequency: u64,
-) -> Result<Tokenizer, String> {
-    let mut trainer: TrainerWrapper = BpeTrainer::builder()
-        .vocab_size(vocab_size)
-        .min_frequency(min_frequency)
-        .show_progress(false)
-        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-        .special_tokens(vec![AddedToken::from(EOS, true)])
-        .build()
-        .into();
-    let mut tok = Tokenizer::new(BPE::default());
-    tok.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
-    tok.with_post_processor(Some(ByteLevel::default().add_prefix_space(false)));
-    tok.with_decoder(Some(ByteLevel::default()));
-    let lines = texts.iter().flat_map(|t| t.split_inclusive('\n'));
-    tok.train(&mut trainer, lines)
-        .map_err(|e| format!("BPE training failed: {e}"))?;
-    if tok.token_to_id(EOS) != Some(0) {
-        return Err(format!("{EOS} did not get id 0"));
-    }
-    Ok(tok)
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokenformer_core::file::{save, ModelFile};
+use tokenformer_core::file::ModelFile;
 use tokenformer_core::Config;
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
 use tokenformer_train::data::{tokenize_files, Windows};
@@ -326,7 +326,7 @@ pub fn run(a: Args) -> Result<(), String> {
     }
     let model = trainer.params.to_model(&be).map_err(|e| e.to_string())?;
     let path = a.out.join(MODEL_FILE);
-    save(&path, &model, dtype, &[]).map_err(|e| format!("{}: {e}", path.display()))?;
+    common::save(&path, &model, dtype, &[])?;
     eprintln!(
         "wrote {} (step {}, {} tokens seen)",
         path.display(),

@@ -158,7 +158,7 @@ impl Config {
     pub const PRESETS: [&'static str; 5] = ["tiny", "150m", "450m", "900m", "1.5b"];
 
     /// The released geometry: GPT-NeoX vocabulary, context 2048, rotary 25 %, l2_norm_gelu.
-    fn released(n_layers: usize, d: usize, n_heads: usize, ffn: usize) -> Config {
+    pub(crate) fn released(n_layers: usize, d: usize, n_heads: usize, ffn: usize) -> Config {
         Config {
             n_layers,
             d_model: d,
@@ -183,22 +183,14 @@ impl Config {
     pub fn preset(name: &str) -> Result<Config, ConfigError> {
         Ok(match name.to_ascii_lowercase().as_str() {
             "tiny" => Config {
-                n_layers: 2,
-                d_model: 64,
-                n_heads: 4,
                 qkv_tokens: 48,
                 proj_tokens: 40,
-                ffn_tokens: 96,
                 qkv_scale_tokens: 48,
                 proj_scale_tokens: 40,
-                ffn_scale_tokens: 96,
-                rotary_pct: 0.25,
-                rotary_base: 10000.0,
-                norm: ThetaKind::L2NormGelu,
                 vocab_size: 512,
                 tokenizer_vocab: 500,
                 max_context: 256,
-                layer_norm_eps: 1e-5,
+                ..Config::released(2, 64, 4, 96)
             },
             "150m" => Config::released(12, 768, 12, 3072),
             "450m" => Config::released(24, 1024, 16, 4096),
@@ -237,23 +229,22 @@ impl Config {
                 n_heads: self.n_heads,
             });
         }
-        if !(self.rotary_pct.is_finite() && (0.0..=1.0).contains(&self.rotary_pct)) {
-            return Err(ConfigError::BadFloat {
-                field: "rotary_pct",
-                value: self.rotary_pct,
-            });
-        }
-        if !(self.rotary_base.is_finite() && self.rotary_base > 1.0) {
-            return Err(ConfigError::BadFloat {
-                field: "rotary_base",
-                value: self.rotary_base,
-            });
-        }
-        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return Err(ConfigError::BadFloat {
-                field: "layer_norm_eps",
-                value: self.layer_norm_eps,
-            });
+        for (field, value, ok) in [
+            (
+                "rotary_pct",
+                self.rotary_pct,
+                (0.0..=1.0).contains(&self.rotary_pct),
+            ),
+            ("rotary_base", self.rotary_base, self.rotary_base > 1.0),
+            (
+                "layer_norm_eps",
+                self.layer_norm_eps,
+                self.layer_norm_eps > 0.0,
+            ),
+        ] {
+            if !(value.is_finite() && ok) {
+                return Err(ConfigError::BadFloat { field, value });
+            }
         }
         let rot = self.rotary_dims();
         if !rot.is_multiple_of(2) {

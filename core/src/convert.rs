@@ -21,7 +21,7 @@ use crate::dtype::DType;
 use crate::graph::Pattn;
 use crate::model::{tensor_specs, Model, ModelError, Role};
 use crate::torch::{self, TensorView, TorchError};
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -40,20 +40,11 @@ pub fn official_module(p: Pattn) -> &'static str {
 
 /// The official name of the tensor in `role`, for a model of `n_layers` layers.
 pub fn official_name(role: Role, n_layers: usize) -> String {
+    let layer = |l: usize, p: Pattn| format!("sequential.{}.{}", l + 2, official_module(p));
     match role {
         Role::Embedding => "sequential.0.word_embeddings.weight".into(),
-        Role::Keys(l, p) => format!(
-            "sequential.{}.{}.key_param_tokens",
-            l + 2,
-            official_module(p)
-        ),
-        Role::Values(l, p) => {
-            format!(
-                "sequential.{}.{}.value_param_tokens",
-                l + 2,
-                official_module(p)
-            )
-        }
+        Role::Keys(l, p) => format!("{}.key_param_tokens", layer(l, p)),
+        Role::Values(l, p) => format!("{}.value_param_tokens", layer(l, p)),
         Role::FinalNormWeight => format!("sequential.{}.norm.weight", n_layers + 3),
         Role::FinalNormBias => format!("sequential.{}.norm.bias", n_layers + 3),
     }
@@ -238,15 +229,13 @@ pub fn infer_config(
     let (vocab, d) = matrix(&emb, get(&emb)?)?;
     // Layers are the distinct indices of attention/mlp tensors; the specs below then demand
     // exactly indices 2..L+2, so a gap is reported as the first missing tensor.
-    let mut layers = BTreeMap::new();
-    for name in by_name.keys() {
-        if let Some((i, rest)) = split_index(name) {
-            if rest.starts_with("attention.") || rest.starts_with("mlp.") {
-                layers.insert(i, ());
-            }
-        }
-    }
-    let n_layers = layers.len();
+    let n_layers = by_name
+        .keys()
+        .filter_map(|name| split_index(name))
+        .filter(|(_, rest)| rest.starts_with("attention.") || rest.starts_with("mlp."))
+        .map(|(i, _)| i)
+        .collect::<BTreeSet<_>>()
+        .len();
     let tokens = |p: Pattn| -> Result<usize, ConvertError> {
         let n = official_name(Role::Keys(0, p), n_layers);
         Ok(matrix(&n, get(&n)?)?.0)
@@ -280,17 +269,11 @@ pub fn infer_config(
             tokenizer_vocab,
             max_context,
         } => Config {
-            n_layers,
-            d_model: d,
-            n_heads: *n_heads,
             qkv_tokens: qkv,
             proj_tokens: proj,
-            ffn_tokens: ffn,
             qkv_scale_tokens: qkv,
             proj_scale_tokens: proj,
-            ffn_scale_tokens: ffn,
             rotary_pct: *rotary_pct,
-            rotary_base: 10000.0,
             norm: *norm,
             vocab_size: vocab,
             tokenizer_vocab: tokenizer_vocab.unwrap_or(if vocab == NEOX_PADDED_VOCAB {
@@ -299,7 +282,7 @@ pub fn infer_config(
                 vocab
             }),
             max_context: *max_context,
-            layer_norm_eps: 1e-5,
+            ..Config::released(n_layers, d, *n_heads, ffn)
         },
     };
     config.validate().map_err(ConvertError::Config)?;

@@ -88,28 +88,23 @@ impl DType {
         self.info().name
     }
 
+    fn find(pred: impl Fn(&DTypeInfo) -> bool) -> Option<DType> {
+        Self::TABLE.iter().find(|r| pred(r)).map(|r| r.dtype)
+    }
+
     /// By user-facing name, case-insensitive (`f32`, `Q8_0`).
     pub fn parse(s: &str) -> Option<DType> {
-        Self::TABLE
-            .iter()
-            .find(|r| r.name.eq_ignore_ascii_case(s))
-            .map(|r| r.dtype)
+        Self::find(|r| r.name.eq_ignore_ascii_case(s))
     }
 
     /// By safetensors dtype string (`F32`, `BF16`).
     pub fn from_safetensors(s: &str) -> Option<DType> {
-        Self::TABLE
-            .iter()
-            .find(|r| r.safetensors == Some(s))
-            .map(|r| r.dtype)
+        Self::find(|r| r.safetensors == Some(s))
     }
 
     /// By torch storage class name (`FloatStorage`).
     pub fn from_torch_class(s: &str) -> Option<DType> {
-        Self::TABLE
-            .iter()
-            .find(|r| r.torch == Some(s))
-            .map(|r| r.dtype)
+        Self::find(|r| r.torch == Some(s))
     }
 
     /// Whether values come in blocks of more than one (the quantized formats).

@@ -49,12 +49,10 @@ pub enum GrowError {
 impl fmt::Display for GrowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GrowError::Shrink { kind, from, to } => {
-                write!(
-                    f,
-                    "cannot grow {kind} tokens from {from} to {to}: growth only appends tokens"
-                )
-            }
+            GrowError::Shrink { kind, from, to } => write!(
+                f,
+                "cannot grow {kind} tokens from {from} to {to}: growth only appends tokens"
+            ),
             GrowError::Model(e) => write!(f, "{e}"),
         }
     }

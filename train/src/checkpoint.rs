@@ -16,7 +16,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use tokenformer_core::file::{save, ModelFile};
-use tokenformer_core::DType;
+use tokenformer_core::{DType, Model};
 
 pub const MODEL_FILE: &str = "model.safetensors";
 const ADAM_M: &str = "adam_m.safetensors";
@@ -53,6 +53,10 @@ impl std::error::Error for CheckpointError {}
 
 fn io_err(p: &Path) -> impl FnOnce(io::Error) -> CheckpointError + '_ {
     move |e| CheckpointError::Io(p.to_path_buf(), e)
+}
+
+fn invalid<E: ToString>(p: &Path) -> impl FnOnce(E) -> CheckpointError + '_ {
+    move |e| CheckpointError::Invalid(p.to_path_buf(), e.to_string())
 }
 
 /// The directory name of the checkpoint after `step` steps.
@@ -106,9 +110,7 @@ pub fn stage<B: Backend>(
     fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     let write_params = |name: &str, p: &Params<B>, role: &str| -> Result<(), CheckpointError> {
         let path = tmp.join(name);
-        let model = p
-            .to_model(be)
-            .map_err(|e| CheckpointError::Invalid(path.clone(), e.to_string()))?;
+        let model = p.to_model(be).map_err(invalid(&path))?;
         save(&path, &model, DType::F32, &[("role", role)]).map_err(io_err(&path))
     };
     write_params(MODEL_FILE, &trainer.params, "model")?;
@@ -122,8 +124,7 @@ pub fn stage<B: Backend>(
         data,
     };
     let path = tmp.join(STATE);
-    let json = serde_json::to_vec_pretty(&state)
-        .map_err(|e| CheckpointError::Invalid(path.clone(), e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&state).map_err(invalid(&path))?;
     tokenformer_core::file::write_atomic(&path, |w| w.write_all(&json)).map_err(io_err(&path))?;
     if let Ok(d) = fs::File::open(&tmp) {
         let _ = d.sync_all();
@@ -194,13 +195,14 @@ pub fn clean_temporaries(run: &Path) -> Result<(), CheckpointError> {
     Ok(())
 }
 
+/// `f` of the model file at `path`, validated.
+fn with_model<T>(path: &Path, f: impl FnOnce(&Model<'_>) -> T) -> Result<T, CheckpointError> {
+    let file = ModelFile::open(path).map_err(invalid(path))?;
+    Ok(f(&file.model().map_err(invalid(path))?))
+}
+
 fn load_params<B: Backend>(be: &B, path: &Path) -> Result<Params<B>, CheckpointError> {
-    let f = ModelFile::open(path)
-        .map_err(|e| CheckpointError::Invalid(path.to_path_buf(), e.to_string()))?;
-    let m = f
-        .model()
-        .map_err(|e| CheckpointError::Invalid(path.to_path_buf(), e.to_string()))?;
-    Ok(Params::from_model(be, &m))
+    with_model(path, |m| Params::from_model(be, m))
 }
 
 /// Restore a trainer (model, moments, step) and the data state from a checkpoint directory.
@@ -210,15 +212,9 @@ pub fn load_checkpoint<'b, B: Backend>(
 ) -> Result<(Trainer<'b, B>, serde_json::Value), CheckpointError> {
     let sp = dir.join(STATE);
     let bytes = fs::read(&sp).map_err(io_err(&sp))?;
-    let state: TrainState = serde_json::from_slice(&bytes)
-        .map_err(|e| CheckpointError::Invalid(sp.clone(), e.to_string()))?;
-    let mp = dir.join(MODEL_FILE);
-    let f =
-        ModelFile::open(&mp).map_err(|e| CheckpointError::Invalid(mp.clone(), e.to_string()))?;
-    let model = f
-        .model()
-        .map_err(|e| CheckpointError::Invalid(mp.clone(), e.to_string()))?;
-    let mut trainer = Trainer::new(be, &model, state.train_config.clone());
+    let state: TrainState = serde_json::from_slice(&bytes).map_err(invalid(&sp))?;
+    let tc = state.train_config.clone();
+    let mut trainer = with_model(&dir.join(MODEL_FILE), |m| Trainer::new(be, m, tc))?;
     let m = load_params(be, &dir.join(ADAM_M))?;
     let v = load_params(be, &dir.join(ADAM_V))?;
     if m.config != trainer.params.config || v.config != trainer.params.config {

@@ -97,6 +97,7 @@ impl std::error::Error for RunError {}
 
 /// `log.jsonl` and its parsed lines. Lines are appended as steps finish; a resumed run first
 /// drops the lines past its checkpoint, so the log reads as if never interrupted.
+#[derive(Default)]
 struct Log {
     path: Option<PathBuf>,
     lines: Vec<LogLine>,
@@ -105,10 +106,7 @@ struct Log {
 impl Log {
     fn open(dir: Option<&Path>, step: u64) -> Result<Log, RunError> {
         let Some(dir) = dir else {
-            return Ok(Log {
-                path: None,
-                lines: Vec::new(),
-            });
+            return Ok(Log::default());
         };
         let path = dir.join(LOG_FILE);
         let (mut lines, mut kept) = (Vec::new(), String::new());

@@ -145,6 +145,18 @@ pub fn read_config(metadata: &BTreeMap<String, String>) -> Result<Config, LoadEr
     Ok(cfg)
 }
 
+/// `got` must be `expected`, the shape of `spec`'s tensor as stored.
+fn check_shape(spec: &TensorSpec, expected: &[usize], got: &[usize]) -> Result<(), LoadError> {
+    if expected == got {
+        return Ok(());
+    }
+    Err(LoadError::WrongShape {
+        name: spec.name.clone(),
+        expected: expected.to_vec(),
+        got: got.to_vec(),
+    })
+}
+
 /// One tensor's data as f32 (borrowed when aligned F32).
 fn to_f32<'a>(spec: &TensorSpec, t: &RawTensor<'a>) -> Result<Matrix<'a>, LoadError> {
     let dtype = DType::from_safetensors(&t.dtype)
@@ -153,13 +165,7 @@ fn to_f32<'a>(spec: &TensorSpec, t: &RawTensor<'a>) -> Result<Matrix<'a>, LoadEr
             name: t.name.clone(),
             dtype: t.dtype.clone(),
         })?;
-    if t.shape != spec.shape {
-        return Err(LoadError::WrongShape {
-            name: spec.name.clone(),
-            expected: spec.shape.clone(),
-            got: t.shape.clone(),
-        });
-    }
+    check_shape(spec, &spec.shape, &t.shape)?;
     Ok(Matrix::F32(decode(dtype, t.bytes)))
 }
 
@@ -176,13 +182,7 @@ fn to_quantized<'a>(
     let format = DType::parse(&q.format)
         .filter(|f| f.is_block())
         .ok_or_else(|| bad(format!("format `{}` is not q8_0 or q4_0", q.format)))?;
-    if q.shape != spec.shape {
-        return Err(LoadError::WrongShape {
-            name: spec.name.clone(),
-            expected: spec.shape.clone(),
-            got: q.shape.clone(),
-        });
-    }
+    check_shape(spec, &spec.shape, &q.shape)?;
     let transposed = spec.role.transposed_when_quantized();
     if q.transposed != transposed {
         return Err(bad(format!(
@@ -196,14 +196,7 @@ fn to_quantized<'a>(
         return Err(bad(format!("has dtype {}; quantized data is U8", t.dtype)));
     }
     let (rows, cols) = spec.stored_rows_cols();
-    let stored = alloc::vec![rows, format.bytes_for(cols)];
-    if t.shape != stored {
-        return Err(LoadError::WrongShape {
-            name: spec.name.clone(),
-            expected: stored,
-            got: t.shape.clone(),
-        });
-    }
+    check_shape(spec, &[rows, format.bytes_for(cols)], &t.shape)?;
     Matrix::from_block_bytes(format, t.bytes)
         .ok_or_else(|| bad(format!("format `{format}` has no block type")))
 }

@@ -214,8 +214,10 @@ pub struct TensorView<'a> {
     pub storage: &'a [u8],
 }
 
-fn usize_of(x: u64, name: &str) -> Result<usize, TorchError> {
-    usize::try_from(x).map_err(|_| TorchError::Overflow { name: name.into() })
+fn usizes(xs: &[u64], name: &str) -> Result<Vec<usize>, TorchError> {
+    xs.iter()
+        .map(|&x| usize::try_from(x).map_err(|_| TorchError::Overflow { name: name.into() }))
+        .collect()
 }
 
 impl<'a> TensorView<'a> {
@@ -409,17 +411,8 @@ pub fn read_with(bytes: &[u8], verify_crc: bool) -> Result<Vec<TensorView<'_>>, 
             storages.insert(s.key.clone(), s.clone());
         }
         let data = by_name[format!("{prefix}data/{}", s.key).as_str()].data;
-        let shape = t
-            .shape
-            .iter()
-            .map(|&x| usize_of(x, &name))
-            .collect::<Result<Vec<_>, _>>()?;
-        let strides = t
-            .stride
-            .iter()
-            .map(|&x| usize_of(x, &name))
-            .collect::<Result<Vec<_>, _>>()?;
-        let offset = usize_of(t.offset, &name)?;
+        let (shape, strides) = (usizes(&t.shape, &name)?, usizes(&t.stride, &name)?);
+        let offset = usizes(&[t.offset], &name)?[0];
         let view = TensorView::new(name, s.dtype, shape, strides, offset, data)?;
         total = total.saturating_add(view.numel() as u64);
         if total > limit {

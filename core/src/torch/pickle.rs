@@ -66,6 +66,15 @@ pub struct Seq<T> {
     depth: u8,
 }
 
+impl<T> Seq<T> {
+    fn empty() -> Seq<T> {
+        Seq {
+            items: Vec::new(),
+            depth: 1,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     None,
@@ -288,17 +297,9 @@ fn opcode_name(op: u8) -> &'static str {
 impl fmt::Display for PickleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use PickleError::*;
-        let op = |o: &u8| {
-            let c = if o.is_ascii_graphic() {
-                *o as char
-            } else {
-                '?'
-            };
-            (opcode_name(*o), *o, c)
-        };
         match self {
-            UnknownOpcode { opcode, offset } => {
-                let (n, o, c) = op(opcode);
+            UnknownOpcode { opcode: o, offset } => {
+                let (n, c) = (opcode_name(*o), if o.is_ascii_graphic() { *o as char } else { '?' });
                 write!(
                     f,
                     "pickle opcode {n} (0x{o:02x} '{c}') at byte {offset} is not one torch.save uses for a state dict; refused"
@@ -312,7 +313,7 @@ impl fmt::Display for PickleError {
             Truncated { offset } => write!(f, "pickle truncated at byte {offset}"),
             NoStop => write!(f, "pickle ends without STOP"),
             StackUnderflow { opcode, offset } => {
-                write!(f, "pickle opcode {} at byte {offset} finds too few values on the stack", op(opcode).0)
+                write!(f, "pickle opcode {} at byte {offset} finds too few values on the stack", opcode_name(*opcode))
             }
             NoMark { offset } => write!(f, "pickle at byte {offset} needs a MARK that is not there"),
             MemoMissing { index, offset } => write!(f, "pickle at byte {offset} reads memo {index}, never stored"),
@@ -325,7 +326,7 @@ impl fmt::Display for PickleError {
             WrongType { opcode, expected, got, offset } => write!(
                 f,
                 "pickle opcode {} at byte {offset} needs a {expected}, found a {got}",
-                op(opcode).0
+                opcode_name(*opcode)
             ),
             BadArguments { call, reason, offset } => write!(f, "pickle call to {call} at byte {offset}: {reason}"),
             BadPersistentId { offset } => write!(
@@ -386,32 +387,38 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    fn pop(&mut self) -> Result<Value, PickleError> {
-        // Values above the innermost mark belong to it; popping past it is an underflow.
-        let floor = self.marks.last().copied().unwrap_or(0);
-        if self.stack.len() <= floor {
-            return Err(PickleError::StackUnderflow {
-                opcode: self.op,
-                offset: self.at,
-            });
+    fn underflow(&self) -> PickleError {
+        PickleError::StackUnderflow {
+            opcode: self.op,
+            offset: self.at,
         }
+    }
+
+    /// Values above the innermost mark belong to it; reaching past it is an underflow.
+    fn above_mark(&self) -> Result<(), PickleError> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        (self.stack.len() > floor)
+            .then_some(())
+            .ok_or_else(|| self.underflow())
+    }
+
+    fn pop(&mut self) -> Result<Value, PickleError> {
+        self.above_mark()?;
         Ok(self.stack.pop().unwrap_or(Value::None))
+    }
+
+    /// The last `n` values, in stack order.
+    fn pop_n(&mut self, n: usize) -> Result<Vec<Value>, PickleError> {
+        let mut items = (0..n).map(|_| self.pop()).collect::<Result<Vec<_>, _>>()?;
+        items.reverse();
+        Ok(items)
     }
 
     /// The value on top of the stack, which must not belong to an open MARK.
     fn top(&mut self) -> Result<&mut Value, PickleError> {
-        let floor = self.marks.last().copied().unwrap_or(0);
-        let (op, at) = (self.op, self.at);
-        if self.stack.len() <= floor {
-            return Err(PickleError::StackUnderflow {
-                opcode: op,
-                offset: at,
-            });
-        }
-        self.stack.last_mut().ok_or(PickleError::StackUnderflow {
-            opcode: op,
-            offset: at,
-        })
+        self.above_mark()?;
+        let e = self.underflow();
+        self.stack.last_mut().ok_or(e)
     }
 
     /// Everything above the innermost MARK, which is removed.
@@ -423,8 +430,9 @@ impl<'a> Machine<'a> {
         Ok(self.stack.split_off(m))
     }
 
-    fn string(&mut self, n: usize) -> Result<(), PickleError> {
+    fn string(&mut self, n: u64) -> Result<(), PickleError> {
         let at = self.pos;
+        let n = usize::try_from(n).map_err(|_| PickleError::Truncated { offset: at })?;
         let b = self.take(n)?;
         self.charge(n)?;
         let s = core::str::from_utf8(b).map_err(|_| PickleError::BadString { offset: at })?;
@@ -455,16 +463,10 @@ impl<'a> Machine<'a> {
 
     /// Append to the list under the values, or insert pairs into the dict under them.
     fn extend_top(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
-        let depth = items.iter().map(Value::depth).max().unwrap_or(0) + 1;
-        if depth > MAX_DEPTH {
-            return Err(PickleError::TooDeep { offset: self.at });
-        }
+        let Seq { items, depth } = self.seq(items)?;
         let is_dict = matches!(self.op, b's' | b'u');
         if is_dict && !items.len().is_multiple_of(2) {
-            return Err(PickleError::StackUnderflow {
-                opcode: self.op,
-                offset: self.at,
-            });
+            return Err(self.underflow());
         }
         match (self.top()?, is_dict) {
             (Value::List(l), false) => {
@@ -569,10 +571,7 @@ impl<'a> Machine<'a> {
                 if !args.items.is_empty() {
                     return Err(bad("OrderedDict", "expected no arguments"));
                 }
-                Value::Dict(Seq {
-                    items: Vec::new(),
-                    depth: 1,
-                })
+                Value::Dict(Seq::empty())
             }
             Global::RebuildTensorV2 => {
                 const CALL: &str = "_rebuild_tensor_v2";
@@ -668,13 +667,8 @@ impl<'a> Machine<'a> {
                         return Err(PickleError::UnsupportedProtocol(p));
                     }
                 }
-                OpCode::FRAME => {
-                    self.le::<8>()?; // FRAME: a length hint only
-                }
-                OpCode::STOP => {
-                    let v = self.pop()?;
-                    return Ok(v);
-                }
+                OpCode::FRAME => _ = self.take(8)?, // a length hint only
+                OpCode::STOP => return self.pop(),
                 OpCode::MARK => {
                     self.charge(1)?;
                     self.marks.push(self.stack.len());
@@ -685,29 +679,13 @@ impl<'a> Machine<'a> {
                     self.tuple(items)?
                 }
                 OpCode::TUPLE1 | OpCode::TUPLE2 | OpCode::TUPLE3 => {
-                    let n = (op - 0x84) as usize;
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop()?);
-                    }
-                    items.reverse();
+                    let items = self.pop_n((op - 0x84) as usize)?;
                     self.tuple(items)?
                 }
-                OpCode::EMPTY_LIST => self.push(Value::List(Seq {
-                    items: Vec::new(),
-                    depth: 1,
-                }))?,
-                OpCode::EMPTY_DICT => self.push(Value::Dict(Seq {
-                    items: Vec::new(),
-                    depth: 1,
-                }))?,
+                OpCode::EMPTY_LIST => self.push(Value::List(Seq::empty()))?,
+                OpCode::EMPTY_DICT => self.push(Value::Dict(Seq::empty()))?,
                 OpCode::APPEND | OpCode::SETITEM => {
-                    let n = if code == OpCode::APPEND { 1 } else { 2 };
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop()?);
-                    }
-                    items.reverse();
+                    let items = self.pop_n(if code == OpCode::APPEND { 1 } else { 2 })?;
                     self.extend_top(items)?
                 }
                 OpCode::APPENDS | OpCode::SETITEMS => {
@@ -717,17 +695,13 @@ impl<'a> Machine<'a> {
                 OpCode::NONE => self.push(Value::None)?,
                 OpCode::NEWTRUE => self.push(Value::Bool(true))?,
                 OpCode::NEWFALSE => self.push(Value::Bool(false))?,
-                OpCode::BININT => {
-                    let v = i32::from_le_bytes(self.le()?);
-                    self.push(Value::Int(v as i64))?
-                }
-                OpCode::BININT1 => {
-                    let v = self.u8()?;
-                    self.push(Value::Int(v as i64))?
-                }
-                OpCode::BININT2 => {
-                    let v = u16::from_le_bytes(self.le()?);
-                    self.push(Value::Int(v as i64))?
+                OpCode::BININT | OpCode::BININT1 | OpCode::BININT2 => {
+                    let v = match code {
+                        OpCode::BININT => i32::from_le_bytes(self.le()?).into(),
+                        OpCode::BININT1 => self.u8()?.into(),
+                        _ => u16::from_le_bytes(self.le()?).into(),
+                    };
+                    self.push(Value::Int(v))?
                 }
                 OpCode::LONG1 => {
                     // LONG1: n bytes of little-endian two's complement; up to 8 fit an i64.
@@ -751,18 +725,12 @@ impl<'a> Machine<'a> {
                     let v = f64::from_be_bytes(self.le()?);
                     self.push(Value::Float(v))?
                 }
-                OpCode::BINUNICODE => {
-                    let n = u32::from_le_bytes(self.le()?) as usize;
-                    self.string(n)?
-                }
-                OpCode::SHORT_BINUNICODE => {
-                    let n = self.u8()? as usize;
-                    self.string(n)?
-                }
-                OpCode::BINUNICODE8 => {
-                    let n = u64::from_le_bytes(self.le()?);
-                    let n = usize::try_from(n)
-                        .map_err(|_| PickleError::Truncated { offset: self.pos })?;
+                OpCode::SHORT_BINUNICODE | OpCode::BINUNICODE | OpCode::BINUNICODE8 => {
+                    let n = match code {
+                        OpCode::SHORT_BINUNICODE => self.u8()?.into(),
+                        OpCode::BINUNICODE => u32::from_le_bytes(self.le()?).into(),
+                        _ => u64::from_le_bytes(self.le()?),
+                    };
                     self.string(n)?
                 }
                 OpCode::GLOBAL => {
@@ -781,24 +749,19 @@ impl<'a> Machine<'a> {
                         _ => return Err(self.wrong("module and name strings", &module)),
                     }
                 }
-                OpCode::BINPUT => {
-                    let i = self.u8()? as u32;
+                OpCode::BINPUT | OpCode::LONG_BINPUT | OpCode::MEMOIZE => {
+                    let i = match code {
+                        OpCode::BINPUT => self.u8()?.into(),
+                        OpCode::LONG_BINPUT => u32::from_le_bytes(self.le()?),
+                        _ => u32::try_from(self.memo.len()).unwrap_or(u32::MAX),
+                    };
                     self.memo_put(i)?
                 }
-                OpCode::LONG_BINPUT => {
-                    let i = u32::from_le_bytes(self.le()?);
-                    self.memo_put(i)?
-                }
-                OpCode::MEMOIZE => {
-                    let i = u32::try_from(self.memo.len()).unwrap_or(u32::MAX);
-                    self.memo_put(i)?
-                }
-                OpCode::BINGET => {
-                    let i = self.u8()? as u32;
-                    self.memo_get(i)?
-                }
-                OpCode::LONG_BINGET => {
-                    let i = u32::from_le_bytes(self.le()?);
+                OpCode::BINGET | OpCode::LONG_BINGET => {
+                    let i = match code {
+                        OpCode::BINGET => self.u8()?.into(),
+                        _ => u32::from_le_bytes(self.le()?),
+                    };
                     self.memo_get(i)?
                 }
                 OpCode::BINPERSID => self.persistent()?,

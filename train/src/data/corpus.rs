@@ -5,7 +5,10 @@ use super::token_file::{write_token_file, Split, TokenFile, VERSION};
 use super::{io_err, DataError, EOS, HELDOUT_FILE, HELDOUT_TEXT, TRAIN_FILE};
 use std::path::{Path, PathBuf};
 use tokenformer_core::file::write_atomic;
-use tokenizers::Tokenizer;
+use tokenizers::models::bpe::{BpeTrainer, BPE};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
 
 /// The tokenized corpus: both splits and the text bytes behind them (bits per byte =
 /// summed cross-entropy in nats / ln 2 / bytes).
@@ -82,6 +85,35 @@ pub fn split_point(text: &str, heldout_frac: f64) -> usize {
         Some(p) => target + p,
         None => len,
     }
+}
+
+/// A byte-level BPE (GPT-2 / GPT-NeoX style) learned from the lines of `texts` (lines keep their
+/// '\n', as in `train_from_files`). The 256 byte symbols are always in the vocabulary, so any
+/// text encodes and decodes losslessly; `<|endoftext|>` is id 0, as in the GPT-NeoX tokenizer.
+pub fn train_bpe<S: AsRef<str> + Sync>(
+    texts: &[S],
+    vocab_size: usize,
+    min_frequency: u64,
+) -> Result<Tokenizer, DataError> {
+    let mut trainer: TrainerWrapper = BpeTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(min_frequency)
+        .show_progress(false)
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .special_tokens(vec![AddedToken::from(EOS, true)])
+        .build()
+        .into();
+    let mut tok = Tokenizer::new(BPE::default());
+    tok.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+    tok.with_post_processor(Some(ByteLevel::default().add_prefix_space(false)));
+    tok.with_decoder(Some(ByteLevel::default()));
+    let lines = texts.iter().flat_map(|t| t.as_ref().split_inclusive('\n'));
+    tok.train(&mut trainer, lines)
+        .map_err(|e| DataError::Tokenizer(format!("BPE training failed: {e}")))?;
+    if tok.token_to_id(EOS) != Some(0) {
+        return Err(DataError::Tokenizer(format!("{EOS} did not get id 0")));
+    }
+    Ok(tok)
 }
 
 /// Tokenize `files` once into `out_dir/{train,heldout}.tokens` (and the held-out text into
@@ -207,25 +239,10 @@ pub fn tokenize_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenizers::models::bpe::{BpeTrainer, BPE};
-    use tokenizers::models::TrainerWrapper;
-    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-    use tokenizers::AddedToken;
 
-    /// A byte-level BPE trained on `texts`, with `<|endoftext|>` = 0: the tokenizer-train recipe.
+    /// The tokenizer-train recipe, every pair merged however rare.
     fn tokenizer(texts: &[&str], vocab: usize) -> Tokenizer {
-        let mut trainer: TrainerWrapper = BpeTrainer::builder()
-            .vocab_size(vocab)
-            .show_progress(false)
-            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-            .special_tokens(vec![AddedToken::from(EOS, true)])
-            .build()
-            .into();
-        let mut t = Tokenizer::new(BPE::default());
-        t.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
-        t.with_decoder(Some(ByteLevel::default()));
-        t.train(&mut trainer, texts.iter()).unwrap();
-        t
+        train_bpe(texts, vocab, 0).unwrap()
     }
 
     /// `n` lines of varied text, each line distinct so the split can be checked by content.

@@ -6,7 +6,7 @@ pub mod corpus;
 pub mod token_file;
 pub mod windows;
 
-pub use corpus::{split_point, tokenize_files, Corpus};
+pub use corpus::{split_point, tokenize_files, train_bpe, Corpus};
 pub use token_file::{Split, TokenFile};
 pub use windows::{heldout_windows, Windows, WindowsState};
 

@@ -14,7 +14,6 @@
 //! | 64 | count × width | tokens |
 
 use super::{io_err, DataError};
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,7 +31,7 @@ pub enum Split {
 }
 
 /// A validated, memory-mapped token file. Cloning shares the map.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TokenFile {
     map: Arc<memmap2::Mmap>,
     path: PathBuf,
@@ -44,24 +43,20 @@ pub struct TokenFile {
     pub(super) hash: u64,
 }
 
-impl fmt::Debug for TokenFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenFile")
-            .field("path", &self.path)
-            .field("len", &self.len)
-            .field("width", &self.width)
-            .field("split", &self.split)
-            .field("vocab", &self.vocab)
-            .finish()
-    }
-}
-
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// One stored token: 2 or 4 little-endian bytes.
+fn token(c: &[u8]) -> u32 {
+    match c {
+        [a, b] => u16::from_le_bytes([*a, *b]) as u32,
+        _ => u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+    }
 }
 
 impl TokenFile {
@@ -161,10 +156,7 @@ impl TokenFile {
     /// Token `i`, or None past the end.
     pub fn get(&self, i: usize) -> Option<u32> {
         let b = self.body().get(i * self.width..(i + 1) * self.width)?;
-        Some(match self.width {
-            2 => u16::from_le_bytes([b[0], b[1]]) as u32,
-            _ => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        })
+        Some(token(b))
     }
 
     /// Append tokens `start..end` to `out`; false (and `out` untouched) if out of range.
@@ -176,16 +168,7 @@ impl TokenFile {
         else {
             return false;
         };
-        match w {
-            2 => out.extend(
-                b.chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32),
-            ),
-            _ => out.extend(
-                b.chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            ),
-        }
+        out.extend(b.chunks_exact(w).map(token));
         true
     }
 
