@@ -26,16 +26,6 @@ impl RopeTable {
         2 * self.inv_freq.len()
     }
 
-    /// Rotate rows x[t, d] in place; row i sits at position `pos0 + i`.
-    pub fn apply(&self, x: &mut [f32], d: usize, head_dim: usize, pos0: usize) {
-        self.rotate(x, d, head_dim, pos0, false)
-    }
-
-    /// The transpose (inverse) rotation: the backward of [`RopeTable::apply`].
-    pub fn apply_inverse(&self, x: &mut [f32], d: usize, head_dim: usize, pos0: usize) {
-        self.rotate(x, d, head_dim, pos0, true)
-    }
-
     /// cos and sin of position `pos`'s angles, one per rotated pair. The angle is rounded to
     /// f32 before cos/sin, as the reference computes it.
     pub fn angles(&self, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
@@ -46,7 +36,9 @@ impl RopeTable {
         }
     }
 
-    fn rotate(&self, x: &mut [f32], d: usize, head_dim: usize, pos0: usize, inverse: bool) {
+    /// Rotate rows x[t, d] in place; row i sits at position `pos0 + i`. (Training's backward,
+    /// the inverse rotation, runs [`rotate_row`] over tables held by its backend.)
+    pub fn apply(&self, x: &mut [f32], d: usize, head_dim: usize, pos0: usize) {
         let h = self.inv_freq.len();
         if h == 0 {
             return;
@@ -55,7 +47,7 @@ impl RopeTable {
         let mut sin = vec![0.0f32; h];
         for (i, row) in x.chunks_exact_mut(d).enumerate() {
             self.angles(pos0 + i, &mut cos, &mut sin);
-            rotate_row(row, head_dim, &cos, &sin, inverse);
+            rotate_row(row, head_dim, &cos, &sin, false);
         }
     }
 }
