@@ -282,18 +282,9 @@ impl<B: Backend> Node<B> for Pattention<B> {
         let mut da = be.zeros(r * n);
         be.theta_backward(&self.scores, &self.theta, &dtheta, spec, &mut da);
         drop(dtheta);
-        // dK += dAᵀ·X, dX = dA·K
-        let (dk, x) = (g.params.get_mut(Role::Keys(layer, proj)), t.value(self.x));
-        be.matmul(
-            MatMul { m: n, n: d, k: r },
-            Mat::t(&da),
-            Mat::n(x),
-            dk,
-            true,
-        );
-        let mut dx = be.zeros(r * d);
-        let size = MatMul { m: r, n: d, k: n };
-        be.matmul(size, Mat::n(&da), Mat::n(keys), &mut dx, false);
+        // A = X·Kᵀ
+        let dk = g.params.get_mut(Role::Keys(layer, proj));
+        let dx = xwt_backward(be, &da, t.value(self.x), keys, dk, MatMul { m: r, n, k: d });
         g.add(self.x, dx);
     }
 }
@@ -433,25 +424,42 @@ impl Logits {
 
 impl<B: Backend> Node<B> for Logits {
     fn backward(&self, t: &Tape<'_, B>, _: &B::Buf, dy: B::Buf, g: &mut Gradients<'_, B>) {
-        let (be, r, v, d) = (t.be, t.dims.rows.count(), t.cfg().vocab_size, t.dims.d);
-        let e = t.params.get(Role::Embedding);
-        // dE += dZᵀ·Y, dY = dZ·E
-        let (de, x) = (g.params.get_mut(Role::Embedding), t.value(self.x));
-        be.matmul(
-            MatMul { m: v, n: d, k: r },
-            Mat::t(&dy),
-            Mat::n(x),
-            de,
-            true,
+        let (r, v, d) = (t.dims.rows.count(), t.cfg().vocab_size, t.dims.d);
+        // Z = Y·Eᵀ
+        let (e, de) = (
+            t.params.get(Role::Embedding),
+            g.params.get_mut(Role::Embedding),
         );
-        let mut dx = be.zeros(r * d);
-        be.matmul(
-            MatMul { m: r, n: d, k: v },
-            Mat::n(&dy),
-            Mat::n(e),
-            &mut dx,
-            false,
+        let dx = xwt_backward(
+            t.be,
+            &dy,
+            t.value(self.x),
+            e,
+            de,
+            MatMul { m: r, n: v, k: d },
         );
         g.add(self.x, dx);
     }
+}
+
+/// Backward of Z = X·Wᵀ (X [m, k], W [n, k], Z [m, n]): dW += dZᵀ·X; returns dX = dZ·W.
+fn xwt_backward<B: Backend>(
+    be: &B,
+    dz: &B::Buf,
+    x: &B::Buf,
+    w: &B::Buf,
+    dw: &mut B::Buf,
+    size: MatMul,
+) -> B::Buf {
+    let MatMul { m, n, k } = size;
+    be.matmul(MatMul { m: n, n: k, k: m }, Mat::t(dz), Mat::n(x), dw, true);
+    let mut dx = be.zeros(m * k);
+    be.matmul(
+        MatMul { m, n: k, k: n },
+        Mat::n(dz),
+        Mat::n(w),
+        &mut dx,
+        false,
+    );
+    dx
 }
