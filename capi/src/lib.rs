@@ -108,7 +108,8 @@ struct Loaded {
 enum Bytes {
     Map(#[allow(dead_code)] ModelFile),
     /// A copy of caller bytes, 16-aligned so f32 and block weights borrow from it.
-    Owned(#[allow(dead_code)] Vec<u128>),
+    /// (the buffer, how many of its bytes are the checkpoint's).
+    Owned(Vec<u128>, usize),
 }
 
 struct Error {
@@ -291,15 +292,17 @@ pub extern "C" fn tf_set_threads(threads: usize) -> TfStatus {
 fn load(bytes: Bytes, name: &str) -> Result<TfModel, Error> {
     let view: &[u8] = match &bytes {
         Bytes::Map(f) => f.bytes(),
-        Bytes::Owned(v) => {
-            // SAFETY: u128 → u8 view of the same initialised allocation.
-            unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 16) }
+        Bytes::Owned(v, len) => {
+            assert!(*len <= v.len() * 16);
+            // SAFETY: u8 view of the first `len` bytes of the same initialised allocation.
+            unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, *len) }
         }
     };
     // SAFETY: the map's pages and the Vec's heap buffer do not move when `bytes` moves, and
     // `Loaded` drops `model` before `_bytes`; nothing hands out the 'static lifetime.
     let view: &'static [u8] = unsafe { std::mem::transmute::<&[u8], &'static [u8]>(view) };
-    let model = checkpoint::load(view).map_err(|e| err(TfStatus::TfErrModel, format!("{name}: {e}")))?;
+    let model =
+        checkpoint::load(view).map_err(|e| err(TfStatus::TfErrModel, format!("{name}: {e}")))?;
     Ok(TfModel {
         inner: Arc::new(Loaded {
             model,
@@ -310,7 +313,10 @@ fn load(bytes: Bytes, name: &str) -> Result<TfModel, Error> {
 
 /// Load a checkpoint from a file, memory-mapped (the file must not be truncated while loaded).
 #[no_mangle]
-pub extern "C" fn tf_model_load_file(path: *const c_char, out_model: *mut *mut TfModel) -> TfStatus {
+pub extern "C" fn tf_model_load_file(
+    path: *const c_char,
+    out_model: *mut *mut TfModel,
+) -> TfStatus {
     guard(|| {
         let path = text(path, "path")?;
         nonnull_mut(out_model, "the model output")?;
@@ -331,8 +337,9 @@ pub extern "C" fn tf_model_load_bytes(
         nonnull_mut(out_model, "the model output")?;
         let mut v = vec![0u128; len.div_ceil(16)];
         // SAFETY: the Vec holds ≥ len bytes; writing u8s into u128 storage.
-        unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, len) }.copy_from_slice(b);
-        let model = load(Bytes::Owned(v), "bytes")?;
+        unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, len) }
+            .copy_from_slice(b);
+        let model = load(Bytes::Owned(v, len), "bytes")?;
         boxed(model, out_model)
     })
 }
@@ -372,7 +379,8 @@ pub extern "C" fn tf_tokenizer_load_file(
     guard(|| {
         let path = text(path, "path")?;
         nonnull_mut(out_tokenizer, "the tokenizer output")?;
-        let bytes = std::fs::read(path).map_err(|e| err(TfStatus::TfErrIo, format!("{path}: {e}")))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| err(TfStatus::TfErrIo, format!("{path}: {e}")))?;
         let t = Tokenizer::from_bytes(bytes).map_err(|e| tokenizer_err(format!("{path}: {e}")))?;
         boxed(TfTokenizer { inner: Arc::new(t) }, out_tokenizer)
     })
@@ -468,7 +476,10 @@ pub extern "C" fn tf_decoder_new(
 impl TfDecoder {
     /// The text not yet emitted and where it ends: empty while a UTF-8 character is partial.
     fn pending(&self) -> Result<(String, usize), Error> {
-        let s = self.tokenizer.decode(&self.ids, false).map_err(tokenizer_err)?;
+        let s = self
+            .tokenizer
+            .decode(&self.ids, false)
+            .map_err(tokenizer_err)?;
         // A partial UTF-8 sequence decodes to U+FFFD: hold it back until it completes.
         match s.get(self.emitted..) {
             Some(new) if !s.ends_with('\u{FFFD}') => Ok((new.to_string(), s.len())),
@@ -512,7 +523,10 @@ pub extern "C" fn tf_decoder_free(decoder: *mut TfDecoder) {
 
 /// A session over `model` (which it keeps alive), greedy until [`tf_session_set_sampling`].
 #[no_mangle]
-pub extern "C" fn tf_session_new(model: *const TfModel, out_session: *mut *mut TfSession) -> TfStatus {
+pub extern "C" fn tf_session_new(
+    model: *const TfModel,
+    out_session: *mut *mut TfSession,
+) -> TfStatus {
     guard(|| {
         let m = Arc::clone(&nonnull(model, "model")?.inner);
         nonnull_mut(out_session, "the session output")?;
@@ -567,7 +581,10 @@ pub extern "C" fn tf_session_set_sampling(
         let s = nonnull_mut(session, "session")?;
         let p = *nonnull(sampling, "sampling")?;
         if !(p.temperature.is_finite() && p.temperature >= 0.0) {
-            return Err(err(TfStatus::TfErrArgument, "temperature must be finite and ≥ 0"));
+            return Err(err(
+                TfStatus::TfErrArgument,
+                "temperature must be finite and ≥ 0",
+            ));
         }
         if !(p.top_p > 0.0 && p.top_p <= 1.0) {
             return Err(err(TfStatus::TfErrArgument, "top_p must be in (0, 1]"));
@@ -610,7 +627,9 @@ impl TfSession {
         self.context.extend_from_slice(ids);
         if self.context.len() > max {
             let keep = self.keep.unwrap_or(0).min(self.context.len());
-            let drop = (self.context.len() - keep).div_ceil(2).max(self.context.len() - max);
+            let drop = (self.context.len() - keep)
+                .div_ceil(2)
+                .max(self.context.len() - max);
             self.context.drain(keep..keep + drop);
             all = true;
         }
@@ -629,7 +648,8 @@ impl TfSession {
                 Ok(())
             }
             Err(e) => {
-                self.context.truncate(self.context.len() - ids.len().min(self.context.len()));
+                self.context
+                    .truncate(self.context.len() - ids.len().min(self.context.len()));
                 Err(err(TfStatus::TfErrSession, e.to_string()))
             }
         }
@@ -657,7 +677,12 @@ pub extern "C" fn tf_session_feed(
         s.feed(ids)?;
         if !logits.is_null() {
             let mut len = 0;
-            fill(s.logits.as_deref().unwrap_or_default(), logits, cap, &mut len)?;
+            fill(
+                s.logits.as_deref().unwrap_or_default(),
+                logits,
+                cap,
+                &mut len,
+            )?;
         }
         Ok(())
     })
@@ -669,7 +694,9 @@ impl TfSession {
             .logits
             .as_deref()
             .ok_or_else(|| err(TfStatus::TfErrNoLogits, "feed tokens before sampling"))?;
-        Ok(self.sampler.sample(l, self.model.model.config.tokenizer_vocab))
+        Ok(self
+            .sampler
+            .sample(l, self.model.model.config.tokenizer_vocab))
     }
 }
 

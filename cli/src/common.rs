@@ -96,8 +96,9 @@ impl ModelSource {
     pub fn model(&self) -> Result<Model<'_>, String> {
         match self {
             ModelSource::File(f) => f.model().map_err(|e| e.to_string()),
-            ModelSource::Bundled => checkpoint::load(&BUNDLED_MODEL.0)
-                .map_err(|e| format!("{}: {e}", self.name())),
+            ModelSource::Bundled => {
+                checkpoint::load(&BUNDLED_MODEL.0).map_err(|e| format!("{}: {e}", self.name()))
+            }
         }
     }
 

@@ -10,10 +10,12 @@ use tokenformer_core::{Sampler, SamplerConfig, Session};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "token_ids"])))]
-#[command(after_help = "At the context's end (256 tokens for the bundled model) generation goes on \
+#[command(
+    after_help = "At the context's end (256 tokens for the bundled model) generation goes on \
     by shifting the window, as llama.cpp does: the first --keep tokens stay, the oldest half of \
     the rest is dropped, and the cache is recomputed from what remains. So --max-tokens may \
-    exceed the context; text after a shift no longer sees the dropped tokens.")]
+    exceed the context; text after a shift no longer sees the dropped tokens."
+)]
 pub struct Args {
     /// Checkpoint (default: the bundled Shakespeare model, Q8_0, inside the binary).
     #[arg(long)]

@@ -32,7 +32,15 @@ fn a_thousand_tokens_past_the_256_token_context() {
     assert!(text.len() > 1000, "{text}");
 
     // Token ids: exactly 1000 printed, every one inside the tokenizer's vocabulary.
-    let o = ok(&["generate", "--token-ids", "1,2,3", "--max-tokens", "1000", "--seed", "2"]);
+    let o = ok(&[
+        "generate",
+        "--token-ids",
+        "1,2,3",
+        "--max-tokens",
+        "1000",
+        "--seed",
+        "2",
+    ]);
     let ids: Vec<u32> = o.trim().split(',').map(|t| t.parse().unwrap()).collect();
     assert_eq!(ids.len(), 1000);
 }
