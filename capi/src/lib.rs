@@ -732,3 +732,26 @@ pub extern "C" fn tf_session_next(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let s = guard(|| panic!("boom"));
+        assert_eq!(s, TfStatus::TfErrPanic);
+        // SAFETY: the library's own NUL-terminated message.
+        let msg = unsafe { CStr::from_ptr(tf_last_error()) }
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("panic") && msg.contains("boom"), "{msg}");
+        // The message is per thread.
+        let other = std::thread::spawn(|| {
+            // SAFETY: as above.
+            unsafe { CStr::from_ptr(tf_last_error()) }.to_bytes().len()
+        });
+        assert_eq!(other.join().unwrap(), 0);
+    }
+}
