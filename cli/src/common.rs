@@ -1,6 +1,7 @@
 //! Helpers shared by the subcommands: loading models and tokenizers, reading token input.
 
 use std::path::{Path, PathBuf};
+use tokenformer_core::checkpoint;
 use tokenformer_core::file::{self, ModelFile};
 use tokenformer_core::{DType, Model};
 use tokenizers::Tokenizer;
@@ -58,33 +59,68 @@ pub fn check_ids(ids: &[u32], vocab_size: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// `p` if given, else `fallback` if it exists, else the error `missing`.
-fn given_or(p: &Option<PathBuf>, fallback: PathBuf, missing: String) -> Result<PathBuf, String> {
-    match p {
-        Some(p) => Ok(p.clone()),
-        None if fallback.exists() => Ok(fallback),
-        None => Err(missing),
+/// The bundled Shakespeare model (models/MODEL.md) quantized to Q8_0, and its tokenizer: inside
+/// the binary, so `generate` works from any directory once installed. The wrapper aligns the
+/// bytes to 16 so the checkpoint loader borrows the blocks instead of copying them.
+#[repr(C, align(16))]
+struct Aligned<T: ?Sized>(T);
+static BUNDLED_MODEL: &Aligned<[u8]> =
+    &Aligned(*include_bytes!("../assets/shakespeare-q8_0.safetensors"));
+static BUNDLED_TOKENIZER: &[u8] = include_bytes!("../assets/tokenizer.json");
+pub const BUNDLED_NAME: &str = "the bundled Shakespeare model (Q8_0, inside the binary)";
+
+/// Where the weights come from: a memory-mapped `--model` file, or the bundled bytes.
+pub enum ModelSource {
+    File(ModelFile),
+    Bundled,
+}
+
+impl ModelSource {
+    /// `--model` if given (a missing file is named as such), else the bundled model.
+    pub fn open(p: &Option<PathBuf>) -> Result<ModelSource, String> {
+        match p {
+            Some(p) if !p.exists() => Err(format!("{}: no such model file", p.display())),
+            Some(p) => open_model(p).map(ModelSource::File),
+            None => Ok(ModelSource::Bundled),
+        }
     }
-}
 
-/// --model, or the model trained by this project (models/MODEL.md).
-pub fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, String> {
-    let b = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shakespeare.safetensors");
-    let missing = format!(
-        "no --model given and the bundled model is missing ({})",
-        b.display()
-    );
-    given_or(p, b, missing)
-}
+    pub fn name(&self) -> String {
+        match self {
+            ModelSource::File(f) => f.path().display().to_string(),
+            ModelSource::Bundled => BUNDLED_NAME.into(),
+        }
+    }
 
-/// --tokenizer, or `tokenizer.json` beside the model (the Hugging Face layout).
-pub fn tokenizer_path(p: &Option<PathBuf>, model: &Path) -> Result<PathBuf, String> {
-    let beside = model.with_file_name("tokenizer.json");
-    let missing = format!(
-        "text input needs --tokenizer tokenizer.json (none beside {})",
-        model.display()
-    );
-    given_or(p, beside, missing)
+    /// Validate and borrow the model; errors name the source.
+    pub fn model(&self) -> Result<Model<'_>, String> {
+        match self {
+            ModelSource::File(f) => f.model().map_err(|e| e.to_string()),
+            ModelSource::Bundled => {
+                checkpoint::load(&BUNDLED_MODEL.0).map_err(|e| format!("{}: {e}", self.name()))
+            }
+        }
+    }
+
+    /// `--tokenizer`, else `tokenizer.json` beside the model file (the Hugging Face layout), else
+    /// the bundled model's own.
+    pub fn tokenizer(&self, given: &Option<PathBuf>) -> Result<Tokenizer, String> {
+        match (given, self) {
+            (Some(p), _) => load_tokenizer(p),
+            (None, ModelSource::File(f)) => {
+                let beside = f.path().with_file_name("tokenizer.json");
+                if !beside.exists() {
+                    return Err(format!(
+                        "text input needs --tokenizer tokenizer.json (none beside {})",
+                        f.path().display()
+                    ));
+                }
+                load_tokenizer(&beside)
+            }
+            (None, ModelSource::Bundled) => Tokenizer::from_bytes(BUNDLED_TOKENIZER)
+                .map_err(|e| format!("the bundled tokenizer: {e}")),
+        }
+    }
 }
 
 /// Resident memory split into anonymous (heap: copies, caches) and file-backed (mapped weights)

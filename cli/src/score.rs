@@ -9,16 +9,16 @@ use tokenformer_core::Session;
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["token_ids", "text", "file"])))]
 pub struct Args {
-    /// Checkpoint (default: the bundled Shakespeare model).
+    /// Checkpoint (default: the bundled Shakespeare model, Q8_0, inside the binary).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Comma-separated token ids.
     #[arg(long)]
     token_ids: Option<String>,
-    /// Text to tokenize (needs --tokenizer).
+    /// Text to tokenize (--tokenizer, or tokenizer.json beside --model, or the bundled one).
     #[arg(long)]
     text: Option<String>,
-    /// File whose text to tokenize (needs --tokenizer).
+    /// File whose text to tokenize (tokenizer as for --text).
     #[arg(long)]
     file: Option<PathBuf>,
     #[arg(long)]
@@ -40,17 +40,13 @@ pub fn run(a: Args) -> Result<(), String> {
         }
         _ => None,
     };
-    let model_path = common::model_path(&a.model)?;
+    let source = common::ModelSource::open(&a.model)?;
     let tokens = match (&a.token_ids, &text) {
         (Some(ids), _) => common::parse_ids(ids)?,
-        (None, Some(t)) => {
-            let tok = common::load_tokenizer(&common::tokenizer_path(&a.tokenizer, &model_path)?)?;
-            common::encode(&tok, t)?
-        }
+        (None, Some(t)) => common::encode(&source.tokenizer(&a.tokenizer)?, t)?,
         _ => return Err("give --token-ids, --text or --file".into()),
     };
-    let mf = common::open_model(&model_path)?;
-    let model = mf.model().map_err(|e| e.to_string())?;
+    let model = source.model()?;
     let cfg = &model.config;
     if tokens.len() < 2 {
         return Err(format!(
