@@ -82,7 +82,8 @@ fn require(
 impl Tokenizer {
     pub fn from_json(json: &str) -> Result<Tokenizer, TokenizerError> {
         use serde_json::{json, Value};
-        let t: Value = serde_json::from_str(json).map_err(|e| TokenizerError::Json(e.to_string()))?;
+        let t: Value =
+            serde_json::from_str(json).map_err(|e| TokenizerError::Json(e.to_string()))?;
         require_null(&t, "normalizer")?;
         let pre = &t["pre_tokenizer"];
         require(pre, "type", json!("ByteLevel"), Value::Null)?;
@@ -113,8 +114,10 @@ impl Tokenizer {
             // Either ["left", "right"] or the older "left right".
             let (left, right) = match m {
                 Value::Array(p) if p.len() == 2 => (
-                    p[0].as_str().ok_or(TokenizerError::Missing("model.merges"))?,
-                    p[1].as_str().ok_or(TokenizerError::Missing("model.merges"))?,
+                    p[0].as_str()
+                        .ok_or(TokenizerError::Missing("model.merges"))?,
+                    p[1].as_str()
+                        .ok_or(TokenizerError::Missing("model.merges"))?,
                 ),
                 Value::String(s) => s
                     .split_once(' ')
@@ -126,7 +129,11 @@ impl Tokenizer {
         }
 
         let mut added = Vec::new();
-        for a in t["added_tokens"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        for a in t["added_tokens"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
             for key in ["single_word", "lstrip", "rstrip"] {
                 require(a, key, json!(false), json!(false))?;
             }
@@ -247,7 +254,9 @@ impl Tokenizer {
         }
         while let Some(Reverse((_, i, merged))) = queue.pop() {
             let j = next[i];
-            if !alive[i] || j == NONE || self.merges.get(&(id[i], id[j])).map(|m| m.1) != Some(merged)
+            if !alive[i]
+                || j == NONE
+                || self.merges.get(&(id[i], id[j])).map(|m| m.1) != Some(merged)
             {
                 continue;
             }

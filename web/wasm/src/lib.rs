@@ -189,7 +189,9 @@ pub unsafe extern "C" fn tf_start(
                 return Err("load a model and a tokenizer first".to_string());
             };
             if !(temperature.is_finite() && temperature >= 0.0) {
-                return Err(format!("temperature must be finite and ≥ 0, got {temperature}"));
+                return Err(format!(
+                    "temperature must be finite and ≥ 0, got {temperature}"
+                ));
             }
             if !(top_p > 0.0 && top_p <= 1.0) {
                 return Err(format!("top-p must be in (0, 1], got {top_p}"));
@@ -203,8 +205,8 @@ pub unsafe extern "C" fn tf_start(
                 top_k: top_k as usize,
                 top_p,
             };
-            let g = Generator::start(model, &s.ids, config, seed as u64)
-                .map_err(|e| e.to_string())?;
+            let g =
+                Generator::start(model, &s.ids, config, seed as u64).map_err(|e| e.to_string())?;
             s.generator = Some(g);
             Ok(s.ids.len() as i32)
         })();
@@ -234,12 +236,12 @@ pub extern "C" fn tf_next() -> i32 {
 }
 
 fn token(id: u32) -> (*const u8, usize) {
-    with_state(|s| {
-        match s.tokenizer.as_ref().and_then(|t| t.token_bytes(id)) {
+    with_state(
+        |s| match s.tokenizer.as_ref().and_then(|t| t.token_bytes(id)) {
             Some(b) => (b.as_ptr(), b.len()),
             None => (std::ptr::null(), 0),
-        }
-    })
+        },
+    )
 }
 
 /// The bytes of token `id` (null past the vocabulary or before a tokenizer is loaded).

@@ -54,7 +54,11 @@ fn heldout() -> String {
 fn check(name: &str, texts: &[String]) -> usize {
     let (ours, host) = pair(name);
     for text in texts {
-        let want = host.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        let want = host
+            .encode(text.as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
         let got = ours.encode(text);
         assert_eq!(got, want, "{name}: {text:?}");
         // Decoding: the tokens' bytes joined, as the page's streaming UTF-8 decoder sees them.
@@ -127,7 +131,10 @@ fn malformed_or_unsupported_tokenizers_are_errors() {
         Some(TokenizerError::Unsupported(_))
     ));
     assert!(matches!(
-        edit(r#""add_prefix_space": false"#, r#""add_prefix_space": true"#),
+        edit(
+            r#""add_prefix_space": false"#,
+            r#""add_prefix_space": true"#
+        ),
         Some(TokenizerError::Unsupported(_))
     ));
     assert!(matches!(
