@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokenformer_core::file::ModelFile;
 use tokenformer_core::Config;
+use tokenformer_train::backend::Backend;
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
 use tokenformer_train::data::{tokenize_files, Windows};
 use tokenformer_train::optim::{AdamW, Schedule};
-use tokenformer_train::backend::Backend;
 use tokenformer_train::{Cpu, LogLine, Observer, Outcome, RunConfig, TrainConfig, Trainer};
 
 #[derive(clap::Args)]

@@ -11,7 +11,10 @@ fn listing(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         .collect();
     v.sort();
@@ -27,7 +30,15 @@ fn train_device_cuda_without_a_gpu_fails_cleanly() {
     let before = listing(&out);
     for device in ["cuda", "cuda:7"] {
         let r = Command::new(BIN)
-            .args(["train", "--data", "missing.txt", "--tokenizer", "missing.json", "--preset", "tiny"])
+            .args([
+                "train",
+                "--data",
+                "missing.txt",
+                "--tokenizer",
+                "missing.json",
+                "--preset",
+                "tiny",
+            ])
             .args(["--out", out.to_str().unwrap(), "--device", device])
             .output()
             .unwrap();
@@ -40,15 +51,30 @@ fn train_device_cuda_without_a_gpu_fails_cleanly() {
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "one line expected, got: {err}");
         assert!(
-            lines[0].contains(&format!("--device cuda:{}", device.strip_prefix("cuda:").unwrap_or("0")))
-                && (lines[0].contains("no CUDA") || lines[0].contains("no CUDA support")),
+            lines[0].contains(&format!(
+                "--device cuda:{}",
+                device.strip_prefix("cuda:").unwrap_or("0")
+            )) && (lines[0].contains("no CUDA") || lines[0].contains("no CUDA support")),
             "{err}"
         );
-        assert!(!lines[0].contains("missing.txt"), "the device must be checked first: {err}");
+        assert!(
+            !lines[0].contains("missing.txt"),
+            "the device must be checked first: {err}"
+        );
         assert_eq!(listing(&out), before, "--out was touched");
     }
     let r = Command::new(BIN)
-        .args(["train", "--data", "x", "--tokenizer", "y", "--out", out.to_str().unwrap(), "--device", "tpu"])
+        .args([
+            "train",
+            "--data",
+            "x",
+            "--tokenizer",
+            "y",
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "tpu",
+        ])
         .output()
         .unwrap();
     assert!(!r.status.success());

@@ -45,14 +45,22 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
                                 );
                             }
                         }
-                        println!("ok {family:14} {arch} {out:?} {} bytes: {}", image.len(), names.join(", "));
+                        println!(
+                            "ok {family:14} {arch} {out:?} {} bytes: {}",
+                            image.len(),
+                            names.join(", ")
+                        );
                     }
                     Err(e) => failures.push(format!("{family} {arch} {out:?}: {e}")),
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "NVRTC failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "NVRTC failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

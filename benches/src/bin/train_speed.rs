@@ -17,9 +17,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Rng, ThetaKind};
+use tokenformer_train::backend::Backend;
 use tokenformer_train::data::DataError;
 use tokenformer_train::optim::{AdamW, Schedule};
-use tokenformer_train::backend::Backend;
 use tokenformer_train::{BatchSource, Cpu, LogLine, Observer, RunConfig, TrainConfig, Trainer};
 
 struct RandomTokens(Rng, u32);
@@ -133,16 +133,21 @@ fn main() {
         "cpu" => measure(&Cpu, &model, tc, vocab),
         #[cfg(feature = "cuda")]
         dev if dev.starts_with("cuda") => {
-            let index = dev.strip_prefix("cuda:").map_or(0, |i| i.parse().expect("cuda:N"));
-            let be = tokenformer_train::backend::cuda::CudaBackend::new(index).unwrap_or_else(|e| {
-                eprintln!("--device {dev}: {e}");
-                std::process::exit(1)
-            });
+            let index = dev
+                .strip_prefix("cuda:")
+                .map_or(0, |i| i.parse().expect("cuda:N"));
+            let be =
+                tokenformer_train::backend::cuda::CudaBackend::new(index).unwrap_or_else(|e| {
+                    eprintln!("--device {dev}: {e}");
+                    std::process::exit(1)
+                });
             eprintln!("device: {}", be.describe());
             measure(&be, &model, tc, vocab)
         }
         dev => {
-            eprintln!("--device {dev}: not available in this build (cpu, or cuda with --features cuda)");
+            eprintln!(
+                "--device {dev}: not available in this build (cpu, or cuda with --features cuda)"
+            );
             std::process::exit(1)
         }
     };
@@ -208,7 +213,12 @@ fn main() {
 }
 
 /// Seconds for the timed steps (after one warm-up step) on backend `be`.
-fn measure<B: Backend>(be: &B, model: &tokenformer_core::Model<'_>, tc: TrainConfig, vocab: usize) -> f64 {
+fn measure<B: Backend>(
+    be: &B,
+    model: &tokenformer_core::Model<'_>,
+    tc: TrainConfig,
+    vocab: usize,
+) -> f64 {
     let mut t = Trainer::new(be, model, tc);
     let mut data = RandomTokens(Rng::new(0), vocab as u32);
     // The training loop itself: no held-out data, no log, no checkpoints.

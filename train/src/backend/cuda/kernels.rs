@@ -45,7 +45,13 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
     (
         "elementwise",
         include_str!("kernels/elementwise.cu"),
-        &["add_assign", "scale", "adamw", "sum_squares_parts", "sum_parts"],
+        &[
+            "add_assign",
+            "scale",
+            "adamw",
+            "sum_squares_parts",
+            "sum_parts",
+        ],
     ),
 ];
 
@@ -96,7 +102,12 @@ pub enum Output {
 
 /// Compile one family for `arch` (`sm_80`, `sm_90`, ...), returning the image bytes or the
 /// compiler's log as a typed error.
-pub fn compile(family: &'static str, src: &str, arch: &str, out: Output) -> Result<Vec<u8>, CudaError> {
+pub fn compile(
+    family: &'static str,
+    src: &str,
+    arch: &str,
+    out: Output,
+) -> Result<Vec<u8>, CudaError> {
     let err = |log: String| CudaError::Nvrtc { family, log };
     let code = std::ffi::CString::new(source(src)).map_err(|e| err(e.to_string()))?;
     let name = std::ffi::CString::new(format!("{family}.cu")).map_err(|e| err(e.to_string()))?;
@@ -110,7 +121,11 @@ pub fn compile(family: &'static str, src: &str, arch: &str, out: Output) -> Resu
 
 /// # Safety
 /// `prog` must be a live NVRTC program.
-unsafe fn compile_program(prog: sys::nvrtcProgram, arch: &str, out: Output) -> Result<Vec<u8>, String> {
+unsafe fn compile_program(
+    prog: sys::nvrtcProgram,
+    arch: &str,
+    out: Output,
+) -> Result<Vec<u8>, String> {
     if let Err(e) = result::compile_program(prog, &options(arch)) {
         let log = result::get_program_log(prog).map_err(|e| format!("{e:?}"))?;
         let log = CStr::from_ptr(log.as_ptr()).to_string_lossy().into_owned();

@@ -44,7 +44,9 @@ pub enum CudaError {
 impl fmt::Display for CudaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CudaError::NoDriver => write!(f, "no CUDA device: libcuda (the NVIDIA driver) not found"),
+            CudaError::NoDriver => {
+                write!(f, "no CUDA device: libcuda (the NVIDIA driver) not found")
+            }
             CudaError::NoDevice(why) => write!(f, "no CUDA device: {why}"),
             CudaError::BadIndex { index, count } => {
                 write!(f, "no CUDA device {index}: this machine has {count}")
@@ -304,16 +306,46 @@ impl Backend for CudaBackend {
         launch!(self, "add_assign", elems(y.len()), y, x, &n);
     }
 
-    fn embed_forward(&self, table: &CudaSlice<f32>, tokens: &[u32], dims: Dims, out: &mut CudaSlice<f32>) {
+    fn embed_forward(
+        &self,
+        table: &CudaSlice<f32>,
+        tokens: &[u32],
+        dims: Dims,
+        out: &mut CudaSlice<f32>,
+    ) {
         let tok = self.upload_u32(tokens);
         let (r, d) = (tokens.len() as u64, dims.d as u64);
-        launch!(self, "embed_forward", elems(tokens.len() * dims.d), table, &tok, &r, &d, out);
+        launch!(
+            self,
+            "embed_forward",
+            elems(tokens.len() * dims.d),
+            table,
+            &tok,
+            &r,
+            &d,
+            out
+        );
     }
 
-    fn embed_backward(&self, tokens: &[u32], dout: &CudaSlice<f32>, dims: Dims, dtable: &mut CudaSlice<f32>) {
+    fn embed_backward(
+        &self,
+        tokens: &[u32],
+        dout: &CudaSlice<f32>,
+        dims: Dims,
+        dtable: &mut CudaSlice<f32>,
+    ) {
         let tok = self.upload_u32(tokens);
         let (r, d) = (tokens.len() as u64, dims.d as u64);
-        launch!(self, "embed_backward", elems(dims.d), &tok, dout, &r, &d, dtable);
+        launch!(
+            self,
+            "embed_backward",
+            elems(dims.d),
+            &tok,
+            dout,
+            &r,
+            &d,
+            dtable
+        );
     }
 
     fn layer_norm_forward(
@@ -325,7 +357,16 @@ impl Backend for CudaBackend {
         rstd: &mut CudaSlice<f32>,
     ) {
         let d = dims.d as u64;
-        launch!(self, "layer_norm_forward", rows(dims.rows.count()), x, &d, &eps, y, rstd);
+        launch!(
+            self,
+            "layer_norm_forward",
+            rows(dims.rows.count()),
+            x,
+            &d,
+            &eps,
+            y,
+            rstd
+        );
     }
 
     fn layer_norm_backward(
@@ -338,12 +379,36 @@ impl Backend for CudaBackend {
     ) {
         let (d, has_w) = (dims.d as u64, 0i32);
         // w is unused without has_w; y stands in for the pointer.
-        launch!(self, "layer_norm_backward", rows(dims.rows.count()), y, rstd, dy, y, &has_w, &d, dx);
+        launch!(
+            self,
+            "layer_norm_backward",
+            rows(dims.rows.count()),
+            y,
+            rstd,
+            dy,
+            y,
+            &has_w,
+            &d,
+            dx
+        );
     }
 
     fn theta_forward(&self, a: &CudaSlice<f32>, spec: Theta, s: &mut CudaSlice<f32>) {
-        let (n, kind, sqrt_n) = (spec.n as u64, theta_kind(spec.norm), (spec.scale_n as f64).sqrt());
-        launch!(self, "theta_forward", rows(a.len() / spec.n), a, &n, &kind, &sqrt_n, s);
+        let (n, kind, sqrt_n) = (
+            spec.n as u64,
+            theta_kind(spec.norm),
+            (spec.scale_n as f64).sqrt(),
+        );
+        launch!(
+            self,
+            "theta_forward",
+            rows(a.len() / spec.n),
+            a,
+            &n,
+            &kind,
+            &sqrt_n,
+            s
+        );
     }
 
     fn theta_backward(
@@ -354,8 +419,23 @@ impl Backend for CudaBackend {
         spec: Theta,
         da: &mut CudaSlice<f32>,
     ) {
-        let (n, kind, sqrt_n) = (spec.n as u64, theta_kind(spec.norm), (spec.scale_n as f64).sqrt());
-        launch!(self, "theta_backward", rows(a.len() / spec.n), a, s, ds, &n, &kind, &sqrt_n, da);
+        let (n, kind, sqrt_n) = (
+            spec.n as u64,
+            theta_kind(spec.norm),
+            (spec.scale_n as f64).sqrt(),
+        );
+        launch!(
+            self,
+            "theta_backward",
+            rows(a.len() / spec.n),
+            a,
+            s,
+            ds,
+            &n,
+            &kind,
+            &sqrt_n,
+            da
+        );
     }
 
     fn rotary(&self, x: &mut CudaSlice<f32>, dims: Dims, rope: &RopeTables<Self>, inverse: bool) {
@@ -385,8 +465,16 @@ impl Backend for CudaBackend {
         let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
         let (t, hd) = (r.seq, d / heads);
         assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
-        let head = |t_: bool| Operand { ld: d, t: t_, stride: hd };
-        let slab = Operand { ld: t, t: false, stride: t * t };
+        let head = |t_: bool| Operand {
+            ld: d,
+            t: t_,
+            stride: hd,
+        };
+        let slab = Operand {
+            ld: t,
+            t: false,
+            stride: t * t,
+        };
         for b in 0..r.batch {
             let (xo, po) = (b * t * d, b * heads * t * t);
             // S = Q·Kᵀ per head, into this sequence's probability slabs.
@@ -403,7 +491,14 @@ impl Backend for CudaBackend {
         }
         let scale = 1.0 / (hd as f32).sqrt();
         let t64 = t as u64;
-        launch!(self, "causal_softmax", rows(r.batch * heads * t), &mut *probs, &t64, &scale);
+        launch!(
+            self,
+            "causal_softmax",
+            rows(r.batch * heads * t),
+            &mut *probs,
+            &t64,
+            &scale
+        );
         for b in 0..r.batch {
             let (xo, po) = (b * t * d, b * heads * t * t);
             // O = P·V per head, written straight into the head's columns of out.
@@ -429,11 +524,23 @@ impl Backend for CudaBackend {
         dx: Qkv<&mut CudaSlice<f32>>,
     ) {
         let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
-        let Qkv { q: dq, k: dk, v: dv } = dx;
+        let Qkv {
+            q: dq,
+            k: dk,
+            v: dv,
+        } = dx;
         let (t, hd) = (r.seq, d / heads);
         assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
-        let head = |t_: bool| Operand { ld: d, t: t_, stride: hd };
-        let slab = |t_: bool| Operand { ld: t, t: t_, stride: t * t };
+        let head = |t_: bool| Operand {
+            ld: d,
+            t: t_,
+            stride: hd,
+        };
+        let slab = |t_: bool| Operand {
+            ld: t,
+            t: t_,
+            stride: t * t,
+        };
         let mut ds = self.zeros(r.batch * heads * t * t);
         for b in 0..r.batch {
             let (xo, po) = (b * t * d, b * heads * t * t);
@@ -451,7 +558,15 @@ impl Backend for CudaBackend {
         }
         let scale = 1.0 / (hd as f32).sqrt();
         let t64 = t as u64;
-        launch!(self, "causal_softmax_backward", rows(r.batch * heads * t), &mut ds, probs, &t64, &scale);
+        launch!(
+            self,
+            "causal_softmax_backward",
+            rows(r.batch * heads * t),
+            &mut ds,
+            probs,
+            &t64,
+            &scale
+        );
         for b in 0..r.batch {
             let (xo, po) = (b * t * d, b * heads * t * t);
             let (sv, pv) = (ds.slice(po..), probs.slice(po..));
@@ -488,8 +603,27 @@ impl Backend for CudaBackend {
         let d = p.weight.len();
         let r = x.len() / d;
         let (d64, r64) = (d as u64, r as u64);
-        launch!(self, "layer_norm_forward", rows(r), x, &d64, &eps, &mut *xhat, rstd);
-        launch!(self, "affine_forward", elems(r * d), &*xhat, p.weight, p.bias, &r64, &d64, y);
+        launch!(
+            self,
+            "layer_norm_forward",
+            rows(r),
+            x,
+            &d64,
+            &eps,
+            &mut *xhat,
+            rstd
+        );
+        launch!(
+            self,
+            "affine_forward",
+            elems(r * d),
+            &*xhat,
+            p.weight,
+            p.bias,
+            &r64,
+            &d64,
+            y
+        );
     }
 
     fn affine_norm_backward(
@@ -504,8 +638,29 @@ impl Backend for CudaBackend {
         let d = w.len();
         let r = xhat.len() / d;
         let (d64, r64, has_w) = (d as u64, r as u64, 1i32);
-        launch!(self, "affine_params_backward", elems(d), xhat, dy, &r64, &d64, dp.weight, dp.bias);
-        launch!(self, "layer_norm_backward", rows(r), xhat, rstd, dy, w, &has_w, &d64, dx);
+        launch!(
+            self,
+            "affine_params_backward",
+            elems(d),
+            xhat,
+            dy,
+            &r64,
+            &d64,
+            dp.weight,
+            dp.bias
+        );
+        launch!(
+            self,
+            "layer_norm_backward",
+            rows(r),
+            xhat,
+            rstd,
+            dy,
+            w,
+            &has_w,
+            &d64,
+            dx
+        );
     }
 
     fn cross_entropy(
@@ -517,9 +672,22 @@ impl Backend for CudaBackend {
         dlogits: &mut CudaSlice<f32>,
     ) -> Vec<f64> {
         let tgt = self.upload_u32(targets);
-        let mut losses: CudaSlice<f64> = self.stream.alloc_zeros(targets.len().max(1)).expect("CUDA alloc");
+        let mut losses: CudaSlice<f64> = self
+            .stream
+            .alloc_zeros(targets.len().max(1))
+            .expect("CUDA alloc");
         let v = vocab as u64;
-        launch!(self, "cross_entropy", rows(targets.len()), logits, &tgt, &v, &grad_scale, dlogits, &mut losses);
+        launch!(
+            self,
+            "cross_entropy",
+            rows(targets.len()),
+            logits,
+            &tgt,
+            &v,
+            &grad_scale,
+            dlogits,
+            &mut losses
+        );
         let mut out = self.stream.clone_dtoh(&losses).expect("CUDA download");
         out.truncate(targets.len());
         out
@@ -530,7 +698,15 @@ impl Backend for CudaBackend {
         let mut parts: CudaSlice<f64> = self.stream.alloc_zeros(blocks).expect("CUDA alloc");
         let mut total: CudaSlice<f64> = self.stream.alloc_zeros(1).expect("CUDA alloc");
         let (n, chunk, nb) = (x.len() as u64, SQ_CHUNK as u64, blocks as u64);
-        launch!(self, "sum_squares_parts", rows(blocks), x, &n, &chunk, &mut parts);
+        launch!(
+            self,
+            "sum_squares_parts",
+            rows(blocks),
+            x,
+            &n,
+            &chunk,
+            &mut parts
+        );
         launch!(self, "sum_parts", rows(1), &parts, &nb, &mut total);
         self.stream.clone_dtoh(&total).expect("CUDA download")[0]
     }
@@ -550,8 +726,21 @@ impl Backend for CudaBackend {
     ) {
         let n = p.len() as u64;
         launch!(
-            self, "adamw", elems(p.len()), p, g, m, v, &n, &s.lr, &s.beta1, &s.beta2, &s.eps,
-            &s.weight_decay, &s.bias1, &s.bias2,
+            self,
+            "adamw",
+            elems(p.len()),
+            p,
+            g,
+            m,
+            v,
+            &n,
+            &s.lr,
+            &s.beta1,
+            &s.beta2,
+            &s.eps,
+            &s.weight_decay,
+            &s.bias1,
+            &s.bias2,
         );
     }
 }

@@ -5,7 +5,7 @@ extern "C" __global__ void causal_softmax(float* p, unsigned long long t, float 
     __shared__ float shf[BLOCK];
     unsigned long long i = blockIdx.x % t;
     float* row = p + blockIdx.x * t;
-    float m = -INFINITY;
+    float m = NEG_INF;
     for (unsigned long long j = threadIdx.x; j <= i; j += BLOCK) m = fmaxf(m, row[j] * scale);
     m = block_max(m, shf);
     double sum = 0.0;

@@ -2,6 +2,7 @@
 // Reductions are fixed-order trees over a block of BLOCK threads: no float atomics, so two
 // runs give the same bits.
 #define BLOCK 256
+#define NEG_INF __int_as_float(0xff800000)
 
 // Sum of one value per thread, in a fixed tree order; every thread gets the result.
 __device__ double block_sum(double v, double* sh) {

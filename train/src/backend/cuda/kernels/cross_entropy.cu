@@ -8,7 +8,7 @@ extern "C" __global__ void cross_entropy(const float* logits, const unsigned int
     const float* z = logits + blockIdx.x * vocab;
     float* gr = g + blockIdx.x * vocab;
     unsigned int t = targets[blockIdx.x];
-    float m = -INFINITY;
+    float m = NEG_INF;
     for (unsigned long long j = threadIdx.x; j < vocab; j += BLOCK) m = fmaxf(m, z[j]);
     m = block_max(m, shf);
     double sum = 0.0;

@@ -7,7 +7,7 @@ extern "C" __global__ void theta_forward(const float* a, unsigned long long n, i
     const float* ar = a + blockIdx.x * n;
     float* sr = s + blockIdx.x * n;
     if (kind == 2) {
-        float m = -INFINITY;
+        float m = NEG_INF;
         for (unsigned long long j = threadIdx.x; j < n; j += BLOCK) m = fmaxf(m, ar[j]);
         m = block_max(m, shf);
         double sum = 0.0;
