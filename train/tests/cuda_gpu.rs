@@ -63,6 +63,14 @@ fn close(what: &str, cpu: &[f32], gpu: &[f32], bound: f64) {
 
 const OP_BOUND: f64 = 1e-5;
 
+fn mat<B: Backend>(t: bool, buf: &B::Buf) -> Mat<'_, B> {
+    if t {
+        Mat::t(buf)
+    } else {
+        Mat::n(buf)
+    }
+}
+
 #[test]
 fn every_op_matches_the_cpu_backend() {
     let Some(g) = gpu() else { return };
@@ -88,11 +96,10 @@ fn every_op_matches_the_cpu_backend() {
             let (ca, ga) = up(&a);
             let (cb, gb) = up(&b);
             let size = MatMul { m, n: nn, k };
-            let mk = |t: bool, buf| if t { Mat::t(buf) } else { Mat::n(buf) };
             let init = rand(&mut rng, m * nn);
             let (mut cc, mut gc) = up(&init);
-            c.matmul(size, mk(ta, &ca), mk(tb, &cb), &mut cc, true);
-            g.matmul(size, mk(ta, &ga), mk(tb, &gb), &mut gc, true);
+            c.matmul(size, mat(ta, &ca), mat(tb, &cb), &mut cc, true);
+            g.matmul(size, mat(ta, &ga), mat(tb, &gb), &mut gc, true);
             close(
                 &format!("{tag} matmul t{ta}{tb}"),
                 &cc,
