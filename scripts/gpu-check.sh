@@ -8,7 +8,8 @@
 #       train_speed, and prints a summary table. Exits 0 only when every GPU test passed; a test
 #       that skipped (no device) or failed makes the exit non-zero, so "no GPU" is never a pass.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+SELF_DIR=$(cd "$(dirname "$0")" && pwd)
+cd "$SELF_DIR/.."
 CARRY=${GPU_CARRY:-gpu-carry}
 MODE=${1:---run}
 
@@ -55,7 +56,8 @@ find_lib() {
 
 run_checks() {
     local here lib dir
-    here=$( [ -x "$CARRY/cuda_gpu" ] && echo "$CARRY" || echo "$(dirname "$0")" )
+    # The binaries sit beside this script (the carried copy) or in $CARRY (the repository's).
+    here=$( [ -x "$SELF_DIR/cuda_gpu" ] && echo "$SELF_DIR" || echo "$PWD/$CARRY" )
     echo "== libraries"
     for lib in libcuda.so libcublas.so libnvrtc.so; do
         if dir=$(find_lib "$lib"); then
