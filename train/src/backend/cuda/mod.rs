@@ -211,6 +211,12 @@ impl CudaBackend {
         self.stream.synchronize().expect("CUDA synchronize");
     }
 
+    /// cuBLAS calls do not bind the context themselves (kernel launches and copies do): bind it
+    /// to the calling thread first, whichever thread the trainer runs on.
+    fn bind(&self) {
+        self.ctx.bind_to_thread().expect("CUDA bind context");
+    }
+
     fn f(&self, name: &str) -> &CudaFunction {
         &self.kernels[name]
     }
@@ -272,6 +278,7 @@ impl Backend for CudaBackend {
         accumulate: bool,
     ) {
         let MatMul { m, n, k } = size;
+        self.bind();
         assert!(a.buf.len() >= m * k && b.buf.len() >= k * n && c.len() >= m * n);
         // A stored row's length: k for a as stored [m, k], m for aᵀ stored as [k, m].
         let oa = Operand {
@@ -463,6 +470,7 @@ impl Backend for CudaBackend {
         probs: &mut CudaSlice<f32>,
     ) {
         let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
+        self.bind();
         let (t, hd) = (r.seq, d / heads);
         assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
         let head = |t_: bool| Operand {
@@ -524,6 +532,7 @@ impl Backend for CudaBackend {
         dx: Qkv<&mut CudaSlice<f32>>,
     ) {
         let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
+        self.bind();
         let Qkv {
             q: dq,
             k: dk,
