@@ -3,6 +3,7 @@
 mod bench;
 mod common;
 mod convert;
+mod device;
 mod generate;
 mod grow;
 mod init;

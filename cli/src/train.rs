@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokenformer_core::file::ModelFile;
 use tokenformer_core::Config;
+use tokenformer_train::backend::Backend;
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
 use tokenformer_train::data::{tokenize_files, Windows};
 use tokenformer_train::optim::{AdamW, Schedule};
@@ -90,6 +91,10 @@ pub struct Args {
     /// No progress bar (logs a line per evaluation instead).
     #[arg(long)]
     quiet: bool,
+    /// Where to train: cpu, or cuda / cuda:N (a build with `--features cuda`). Checkpoints are
+    /// the same on every device.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn model_config(a: &Args, tokenizer_vocab: usize) -> Result<Config, String> {
@@ -182,6 +187,17 @@ impl Observer for Progress {
 }
 
 pub fn run(a: Args) -> Result<(), String> {
+    // The device first: a missing GPU fails before anything under --out is touched.
+    match crate::device::parse(&a.device)? {
+        crate::device::Device::Cpu => train_on(&Cpu, a),
+        #[cfg(feature = "cuda")]
+        crate::device::Device::Cuda(i) => train_on(&crate::device::cuda(i)?, a),
+        #[cfg(not(feature = "cuda"))]
+        crate::device::Device::Cuda(i) => Err(crate::device::no_cuda(i)),
+    }
+}
+
+fn train_on<B: Backend>(be: &B, a: Args) -> Result<(), String> {
     if let Some(t) = a.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t.max(1))
@@ -206,13 +222,12 @@ pub fn run(a: Args) -> Result<(), String> {
             ""
         }
     );
-    let be = Cpu;
     checkpoint::clean_temporaries(&a.out).map_err(|e| e.to_string())?;
     let latest = checkpoint::latest(&a.out).map_err(|e| e.to_string())?;
     let (mut trainer, mut windows) = if a.resume {
         let dir =
             latest.ok_or_else(|| format!("--resume: no checkpoint in {}", a.out.display()))?;
-        let (t, state) = checkpoint::load_checkpoint(&be, &dir).map_err(|e| e.to_string())?;
+        let (t, state) = checkpoint::load_checkpoint(be, &dir).map_err(|e| e.to_string())?;
         let w = Windows::resume(corpus.train.clone(), &state)
             .map_err(|e| format!("{}: {e}", dir.display()))?;
         eprintln!("resuming from {} (step {})", dir.display(), t.step);
@@ -239,7 +254,7 @@ pub fn run(a: Args) -> Result<(), String> {
             return Err("the model's vocabulary is smaller than the tokenizer's".into());
         }
         (
-            Trainer::new(&be, &model, tc),
+            Trainer::new(be, &model, tc),
             Windows::new(corpus.train.clone(), a.seed),
         )
     };
@@ -324,7 +339,7 @@ pub fn run(a: Args) -> Result<(), String> {
             }
         }
     }
-    let model = trainer.params.to_model(&be).map_err(|e| e.to_string())?;
+    let model = trainer.params.to_model(be).map_err(|e| e.to_string())?;
     let path = a.out.join(MODEL_FILE);
     common::save(&path, &model, dtype, &[])?;
     eprintln!(

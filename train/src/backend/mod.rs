@@ -8,6 +8,8 @@
 //! `upload` / `download`).
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 use tokenformer_core::ops::rotary::RopeTable;
 use tokenformer_core::{Config, ThetaKind};
