@@ -13,6 +13,11 @@ use tokenformer_core::Model;
 /// rebuilt from it (as `data::Windows::resume` does) draws exactly the windows the
 /// uninterrupted run would have.
 pub trait BatchSource {
+    /// Position the source at global micro-batch `micro` of optimizer step `step` (called before
+    /// each `next_batch`; micro = rank·accum + a). A source whose draw is a function of
+    /// (seed, step, micro) gives data-parallel ranks the windows of one process with the same
+    /// global batch; the default ignores it and draws in sequence.
+    fn seek(&mut self, _step: u64, _micro: u64) {}
     /// Fill `inputs` and `targets` with `batch` windows of `seq` tokens (targets shifted by one).
     fn next_batch(
         &mut self,
@@ -127,7 +132,8 @@ impl<'b, B: Backend> Trainer<'b, B> {
         }
         let scale = 1.0 / (rows.count() * self.tc.accum) as f32;
         let mut loss_sum = 0.0f64;
-        for _ in 0..self.tc.accum {
+        for a in 0..self.tc.accum {
+            data.seek(self.step, a as u64);
             data.next_batch(rows.batch, rows.seq, &mut self.inputs, &mut self.targets)
                 .map_err(TrainError::Data)?;
             let mut tape = Tape::new(be, &self.params, rows);
