@@ -57,9 +57,9 @@ impl Collective for Single {
 
 /// FNV-1a over the bits of `x`: the weight fingerprint ranks compare.
 pub fn hash_f32(h: u64, x: &[f32]) -> u64 {
-    x.iter().flat_map(|v| v.to_bits().to_le_bytes()).fold(h, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
-    })
+    x.iter()
+        .flat_map(|v| v.to_bits().to_le_bytes())
+        .fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
 }
 
 pub const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;

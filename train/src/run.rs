@@ -81,7 +81,9 @@ pub enum RunError {
     Log(PathBuf, io::Error),
     Observer(io::Error),
     /// Data-parallel ranks no longer hold the same weights.
-    Diverged { step: u64 },
+    Diverged {
+        step: u64,
+    },
 }
 
 impl std::fmt::Display for RunError {
