@@ -44,6 +44,9 @@ pub struct LogLine {
     /// same windows at every step, so these points form one curve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heldout_loss: Option<f64>,
+    /// Data-parallel: seconds of this step spent in the gradient all-reduce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allreduce_s: Option<f64>,
     /// Mean loss over every window of the held-out split, after the last step only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heldout_loss_all: Option<f64>,
@@ -231,6 +234,7 @@ pub fn run<B: Backend>(
             tokens: t.tokens_seen,
             tokens_per_s: tps,
             heldout_loss,
+            allreduce_s: s.allreduce_s,
             heldout_loss_all,
         })?;
         obs.step(&log.lines).map_err(RunError::Observer)?;

@@ -56,6 +56,8 @@ pub struct StepStats {
     pub loss: f64,
     pub grad_norm: f64,
     pub lr: f32,
+    /// Seconds this step spent in the gradient all-reduce (None with one rank).
+    pub allreduce_s: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -185,7 +187,9 @@ impl<'b, B: Backend> Trainer<'b, B> {
                 }
             }
         }
+        let mut allreduce_s = None;
         if comm.size() > 1 {
+            let t0 = std::time::Instant::now();
             // One flat buffer: a single all-reduce per step.
             let (mut flat, mut lens) = (Vec::new(), Vec::new());
             for g in &self.grads.tensors {
@@ -202,6 +206,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             let mut l = [loss_sum];
             comm.all_reduce_sum_f64(&mut l);
             loss_sum = l[0];
+            allreduce_s = Some(t0.elapsed().as_secs_f64());
         }
         // Every rank holds the same sums now: the same checks and update follow everywhere,
         // and a NaN on any rank stops all of them before the update.
@@ -226,6 +231,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             loss,
             grad_norm: norm,
             lr,
+            allreduce_s,
         })
     }
 
