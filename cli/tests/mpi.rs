@@ -123,7 +123,7 @@ fn single(args: &[String]) {
 #[test]
 fn two_ranks_equal_one_process_with_accum_two_bit_for_bit() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "200");
+    let (data, tok) = corpus(d.path(), "tok.json", "300");
     let one = d.path().join("one");
     single(&train_args(&data, &tok, &one, 20, 2));
     let two = d.path().join("two");
@@ -159,7 +159,7 @@ fn two_ranks_equal_one_process_with_accum_two_bit_for_bit() {
 #[test]
 fn three_ranks_match_accum_three() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "200");
+    let (data, tok) = corpus(d.path(), "tok.json", "300");
     let one = d.path().join("one");
     single(&train_args(&data, &tok, &one, 10, 3));
     let three = d.path().join("three");
@@ -174,7 +174,7 @@ fn three_ranks_match_accum_three() {
 #[test]
 fn perturbed_rank_stops_on_weight_hash() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "200");
+    let (data, tok) = corpus(d.path(), "tok.json", "300");
     let out = d.path().join("run");
     let o = output({
         let mut c = mpirun(2, &["-x", "TOKENFORMER_DEBUG_PERTURB_RANK=1"]);
@@ -189,8 +189,8 @@ fn perturbed_rank_stops_on_weight_hash() {
 #[test]
 fn different_tokenizer_stops_every_rank() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "200");
-    let (_, tok2) = corpus(d.path(), "tok2.json", "180");
+    let (data, tok) = corpus(d.path(), "tok.json", "300");
+    let (_, tok2) = corpus(d.path(), "tok2.json", "260");
     let out = d.path().join("run");
     let mut c = mpirun(1, &[]);
     c.args(train_args(&data, &tok, &out, 5, 1))
@@ -230,7 +230,7 @@ fn rank_pid(parent: u32, rank: usize) -> Option<u32> {
 #[test]
 fn killed_rank_ends_the_job_and_the_run_resumes() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "200");
+    let (data, tok) = corpus(d.path(), "tok.json", "300");
     let out = d.path().join("run");
     let mut job = mpirun(2, &[])
         .args(train_args(&data, &tok, &out, 100_000, 1))
