@@ -36,7 +36,8 @@ train() { # np out
     local np=$1 out=$2
     mpirun --oversubscribe --bind-to none -np "$np" "$BIN" train --data "$W/corpus.txt" \
         --tokenizer "$W/tok.json" --config "$W/config.json" --out "$out" --steps "$STEPS" \
-        --batch 8 --seq 256 --threads 1 --eval-every 0 --save-every 0 --quiet >/dev/null
+        --batch 8 --seq 256 --threads 1 --eval-every 0 --save-every 0 --quiet \
+        >/dev/null 2>"$W/np$np.err" || { cat "$W/np$np.err"; exit 1; }
 }
 # Mean tokens/s (global) over steps after the third, and the mean all-reduce share of a step.
 summary() {
