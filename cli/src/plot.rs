@@ -82,6 +82,7 @@ mod tests {
             tokens: step * 64,
             tokens_per_s: 100.0,
             heldout_loss: heldout,
+            allreduce_s: None,
             heldout_loss_all: None,
         }
     }

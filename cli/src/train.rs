@@ -11,6 +11,8 @@ use tokenformer_core::file::ModelFile;
 use tokenformer_core::Config;
 use tokenformer_train::backend::Backend;
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
+use tokenformer_train::collective::{Collective, Single, FNV_OFFSET};
+use tokenformer_train::data::Draw;
 use tokenformer_train::data::{tokenize_files, Windows};
 use tokenformer_train::optim::{AdamW, Schedule};
 use tokenformer_train::{Cpu, LogLine, Observer, Outcome, RunConfig, TrainConfig, Trainer};
@@ -186,6 +188,78 @@ impl Observer for Progress {
     }
 }
 
+/// A test hook of the data-parallel checks: the rank named by this variable adds 1e-3 to its
+/// first weight after loading, so the weight-hash comparison must stop the run.
+const PERTURB_RANK_VAR: &str = "TOKENFORMER_DEBUG_PERTURB_RANK";
+
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(FNV_OFFSET, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}
+
+fn hash_file(path: &std::path::Path) -> Result<u64, String> {
+    std::fs::read(path)
+        .map(|b| hash_bytes(&b))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Rank 0's digest of the run's inputs against this rank's: every rank learns which parts
+/// differ on some rank (the same answer everywhere, so all of them stop together).
+fn check_digest(a: &Args, comm: &dyn Collective) -> Result<(), String> {
+    let config = match (&a.preset, &a.config, &a.from) {
+        (Some(p), _, _) => hash_bytes(p.as_bytes()),
+        (None, Some(path), _) | (None, None, Some(path)) => hash_file(path)?,
+        _ => 0,
+    };
+    let mut data = FNV_OFFSET;
+    for f in &a.data {
+        data = data.rotate_left(5) ^ hash_file(f)?;
+    }
+    let settings = format!(
+        "{:?} {} {} {} {} {} {:?} {} {} {} {} {} {} {} {}",
+        train_config(a).ok(),
+        a.resume,
+        a.heldout_frac,
+        a.eval_every,
+        a.eval_windows,
+        a.save_every,
+        a.keep,
+        a.dtype,
+        a.out.display(),
+        a.lr,
+        a.beta1,
+        a.beta2,
+        a.eps,
+        a.weight_decay,
+        a.clip
+    );
+    let parts = [
+        ("model config", config),
+        ("tokenizer", hash_file(&a.tokenizer)?),
+        ("data files", data),
+        ("run settings", hash_bytes(settings.as_bytes())),
+    ];
+    let mine: Vec<u8> = parts.iter().flat_map(|p| p.1.to_le_bytes()).collect();
+    let mut root = mine.clone();
+    comm.broadcast(&mut root);
+    let differ: Vec<&str> = parts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| comm.any(root[i * 8..i * 8 + 8] != mine[i * 8..i * 8 + 8]))
+        .map(|(_, p)| p.0)
+        .collect();
+    if differ.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "startup check: the {} differ between ranks (rank 0's against another's); every rank \
+             must be given the same arguments and files",
+            differ.join(", ")
+        ))
+    }
+}
+
 pub fn run(a: Args) -> Result<(), String> {
     // The device first: a missing GPU fails before anything under --out is touched.
     match crate::device::parse(&a.device)? {
@@ -197,7 +271,33 @@ pub fn run(a: Args) -> Result<(), String> {
     }
 }
 
+/// Training on one device; over MPI when launched by `mpirun` (feature `mpi`).
 fn train_on<B: Backend>(be: &B, a: Args) -> Result<(), String> {
+    #[cfg(feature = "mpi")]
+    let mpi = tokenformer_train::collective::mpi::Mpi::init();
+    #[cfg(feature = "mpi")]
+    let comm: &dyn Collective = match &mpi {
+        Some(m) => m,
+        None => &Single,
+    };
+    #[cfg(not(feature = "mpi"))]
+    let comm: &dyn Collective = &Single;
+    let size = comm.size();
+    if size > 1 {
+        // Every rank reaches the same verdict: all return the error and finalise MPI.
+        check_digest(&a, comm)?;
+    }
+    let result = run_on(be, a, comm);
+    if let (Err(e), true) = (&result, size > 1) {
+        // A rank that stops alone would leave the others waiting in a collective.
+        eprintln!("error (rank {} of {size}): {e}", comm.rank());
+        comm.abort(1);
+    }
+    result
+}
+
+fn run_on<B: Backend>(be: &B, a: Args, comm: &dyn Collective) -> Result<(), String> {
+    let lead = comm.rank() == 0;
     if let Some(t) = a.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t.max(1))
@@ -208,29 +308,52 @@ fn train_on<B: Backend>(be: &B, a: Args) -> Result<(), String> {
         .map_err(|_| format!("--dtype must be f32, f16 or bf16, got `{}`", a.dtype))?;
     let tok = common::load_tokenizer(&a.tokenizer)?;
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let corpus = tokenize_files(&a.data, &tok, a.heldout_frac, &a.out.join("data"))
-        .map_err(|e| e.to_string())?;
-    eprintln!(
-        "data: {} training tokens ({} bytes), {} held-out tokens ({} bytes){}",
-        corpus.train.len(),
-        corpus.train_bytes,
-        corpus.heldout.len(),
-        corpus.heldout_bytes,
-        if corpus.cached {
-            ", from the cache"
-        } else {
-            ""
-        }
-    );
-    checkpoint::clean_temporaries(&a.out).map_err(|e| e.to_string())?;
+    // The token cache is built once per node, by its first rank; the others then read it.
+    let tokenize = || {
+        tokenize_files(&a.data, &tok, a.heldout_frac, &a.out.join("data"))
+            .map_err(|e| e.to_string())
+    };
+    let built = (comm.node_rank() == 0).then(tokenize).transpose()?;
+    comm.barrier();
+    let corpus = match built {
+        Some(c) => c,
+        None => tokenize()?,
+    };
+    if lead {
+        eprintln!(
+            "data: {} training tokens ({} bytes), {} held-out tokens ({} bytes){}",
+            corpus.train.len(),
+            corpus.train_bytes,
+            corpus.heldout.len(),
+            corpus.heldout_bytes,
+            if corpus.cached {
+                ", from the cache"
+            } else {
+                ""
+            }
+        );
+    }
+    if lead {
+        checkpoint::clean_temporaries(&a.out).map_err(|e| e.to_string())?;
+    }
+    comm.barrier();
     let latest = checkpoint::latest(&a.out).map_err(|e| e.to_string())?;
-    let (mut trainer, mut windows) = if a.resume {
+    let (trainer, mut windows) = if a.resume {
         let dir =
             latest.ok_or_else(|| format!("--resume: no checkpoint in {}", a.out.display()))?;
         let (t, state) = checkpoint::load_checkpoint(be, &dir).map_err(|e| e.to_string())?;
         let w = Windows::resume(corpus.train.clone(), &state)
             .map_err(|e| format!("{}: {e}", dir.display()))?;
-        eprintln!("resuming from {} (step {})", dir.display(), t.step);
+        if w.draw() == Draw::Sequential && comm.size() > 1 {
+            return Err(format!(
+                "{}: this run was started before the keyed window draw (state.json version 1); \
+                 resume it with a single process",
+                dir.display()
+            ));
+        }
+        if lead {
+            eprintln!("resuming from {} (step {})", dir.display(), t.step);
+        }
         (t, w)
     } else {
         if latest.is_some() {
@@ -258,25 +381,38 @@ fn train_on<B: Backend>(be: &B, a: Args) -> Result<(), String> {
             Windows::new(corpus.train.clone(), a.seed),
         )
     };
+    let mut trainer = trainer.with_collective(comm);
+    if std::env::var(PERTURB_RANK_VAR).ok() == Some(comm.rank().to_string()) {
+        let t = &mut trainer.params.tensors[0];
+        let mut host = be.download(t);
+        host[0] += 1e-3;
+        *t = be.upload(&host);
+    }
     let (tc, cfg) = (&trainer.tc, &trainer.params.config);
-    eprintln!(
-        "model: {} parameters ({} layers, d {}, tokens {}/{}/{}); {} tokens per step, {} steps",
+    let ranks = comm.size();
+    if lead {
+        eprintln!(
+        "model: {} parameters ({} layers, d {}, tokens {}/{}/{}); global batch {ranks} ranks × {} \
+         × {} accum = {} tokens per step, {} steps",
         cfg.param_count(),
         cfg.n_layers,
         cfg.d_model,
         cfg.qkv_tokens,
         cfg.proj_tokens,
         cfg.ffn_tokens,
-        tc.tokens_per_step(),
+        tc.batch,
+        tc.accum,
+        trainer.global_tokens_per_step(),
         tc.steps
     );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         // A second Ctrl-C while saving falls through to the default handler only after the save.
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
     }
-    let bar = if a.quiet {
+    let bar = if a.quiet || !lead {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(0)
@@ -300,14 +436,9 @@ fn train_on<B: Backend>(be: &B, a: Args) -> Result<(), String> {
         keep: a.keep,
     };
     let heldout = corpus.heldout.to_vec();
-    let outcome = tokenformer_train::run(
-        &mut trainer,
-        &mut windows,
-        &heldout,
-        &rc,
-        &stop,
-        &mut progress,
-    );
+    let observer: &mut dyn Observer = if lead { &mut progress } else { &mut () };
+    let outcome =
+        tokenformer_train::run(&mut trainer, &mut windows, &heldout, &rc, &stop, observer);
     let seq = trainer.tc.seq;
     match outcome {
         Err(e) => {
@@ -317,6 +448,7 @@ fn train_on<B: Backend>(be: &B, a: Args) -> Result<(), String> {
                 a.out.display()
             ));
         }
+        Ok(_) if !lead => return Ok(()),
         Ok(Outcome::Stopped { checkpoint }) => {
             progress.bar.abandon();
             let dir = checkpoint.unwrap_or_default();

@@ -24,8 +24,18 @@ const ADAM_V: &str = "adam_v.safetensors";
 const STATE: &str = "state.json";
 const PREFIX: &str = "step-";
 
+/// The `state.json` format written now. 1 (no `version` field): before the keyed window draw;
+/// such a run resumes single-process with its sequential draw (`data::Draw`).
+pub const STATE_VERSION: u32 = 2;
+
+fn version_one() -> u32 {
+    1
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
+    #[serde(default = "version_one")]
+    pub version: u32,
     pub step: u64,
     pub tokens_seen: u64,
     pub adam_t: u64,
@@ -117,6 +127,7 @@ pub fn stage<B: Backend>(
     write_params(ADAM_M, &trainer.moments.m, "adam_m")?;
     write_params(ADAM_V, &trainer.moments.v, "adam_v")?;
     let state = TrainState {
+        version: STATE_VERSION,
         step: trainer.step,
         tokens_seen: trainer.tokens_seen,
         adam_t: trainer.moments.t,
@@ -213,6 +224,16 @@ pub fn load_checkpoint<'b, B: Backend>(
     let sp = dir.join(STATE);
     let bytes = fs::read(&sp).map_err(io_err(&sp))?;
     let state: TrainState = serde_json::from_slice(&bytes).map_err(invalid(&sp))?;
+    if state.version > STATE_VERSION {
+        return Err(CheckpointError::Invalid(
+            sp,
+            format!(
+                "state.json version {} is newer than this build reads ({STATE_VERSION}): \
+                 resume with a newer tokenformer-cli",
+                state.version
+            ),
+        ));
+    }
     let tc = state.train_config.clone();
     let mut trainer = with_model(&dir.join(MODEL_FILE), |m| Trainer::new(be, m, tc))?;
     let m = load_params(be, &dir.join(ADAM_M))?;

@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod collective;
 pub mod data;
 pub mod optim;
 pub mod params;
@@ -22,6 +23,7 @@ pub mod trainer;
 
 pub use backend::cpu::Cpu;
 pub use backend::{Backend, Rows};
+pub use collective::{Collective, Single};
 pub use params::Params;
 pub use run::{run, LogLine, Observer, Outcome, RunConfig, RunError};
 pub use tape::Tape;

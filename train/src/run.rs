@@ -44,6 +44,9 @@ pub struct LogLine {
     /// same windows at every step, so these points form one curve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heldout_loss: Option<f64>,
+    /// Data-parallel: seconds of this step spent in the gradient all-reduce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allreduce_s: Option<f64>,
     /// Mean loss over every window of the held-out split, after the last step only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heldout_loss_all: Option<f64>,
@@ -80,6 +83,10 @@ pub enum RunError {
     Checkpoint(CheckpointError),
     Log(PathBuf, io::Error),
     Observer(io::Error),
+    /// Data-parallel ranks no longer hold the same weights.
+    Diverged {
+        step: u64,
+    },
 }
 
 impl std::fmt::Display for RunError {
@@ -89,6 +96,11 @@ impl std::fmt::Display for RunError {
             RunError::Checkpoint(e) => write!(f, "{e}"),
             RunError::Log(path, e) => write!(f, "{}: {e}", path.display()),
             RunError::Observer(e) => write!(f, "{e}"),
+            RunError::Diverged { step } => write!(
+                f,
+                "weight hash mismatch between ranks at step {step}: the data-parallel ranks \
+                 no longer hold the same weights; stopping every rank"
+            ),
         }
     }
 }
@@ -150,8 +162,19 @@ fn every(n: u64, step: u64) -> bool {
     n > 0 && step.is_multiple_of(n)
 }
 
+/// Whether every rank holds rank 0's weights (compares a hash of their bits).
+fn weights_agree<B: Backend>(t: &Trainer<'_, B>) -> bool {
+    let mine = t.weights_hash();
+    let mut root = mine.to_le_bytes().to_vec();
+    t.comm.broadcast(&mut root);
+    !t.comm.any(root != mine.to_le_bytes())
+}
+
 /// Train `t` to `t.tc.steps` on `data`, evaluating on windows of `heldout` tokens. Checks `stop`
 /// before each step: once set, saves a checkpoint and returns [`Outcome::Stopped`].
+///
+/// Data-parallel (`t.comm` of several ranks): rank 0 alone evaluates, logs and saves; every
+/// `eval_every` steps all ranks compare a hash of their weights and stop on a mismatch.
 pub fn run<B: Backend>(
     t: &mut Trainer<'_, B>,
     data: &mut dyn BatchSource,
@@ -161,7 +184,8 @@ pub fn run<B: Backend>(
     obs: &mut dyn Observer,
 ) -> Result<Outcome, RunError> {
     let tc = t.tc.clone();
-    let out = rc.out.as_deref();
+    let lead = t.comm.rank() == 0;
+    let out = rc.out.as_deref().filter(|_| lead);
     let eval_set = heldout_windows(heldout, tc.seq, rc.eval_windows);
     let all_windows = heldout_windows(heldout, tc.seq, usize::MAX);
     let mut log = Log::open(out, t.step)?;
@@ -176,13 +200,13 @@ pub fn run<B: Backend>(
     let mut tps = 0.0;
     let mut heldout_loss_all = None;
     while t.step < tc.steps {
-        if stop.load(Ordering::SeqCst) {
+        if t.comm.any(stop.load(Ordering::SeqCst)) {
             let checkpoint = save(t, data)?;
             return Ok(Outcome::Stopped { checkpoint });
         }
         let s = t.step(data).map_err(RunError::Train)?;
         // Tokens per second over the last ~2 s.
-        window_tokens += tc.tokens_per_step() as u64;
+        window_tokens += t.global_tokens_per_step() as u64;
         let secs = window_start.elapsed().as_secs_f64();
         if secs > 2.0 {
             tps = window_tokens as f64 / secs;
@@ -192,7 +216,10 @@ pub fn run<B: Backend>(
             tps = window_tokens as f64 / secs.max(1e-9);
         }
         let last = s.step == tc.steps;
-        let eval = |set: &[_]| (!set.is_empty()).then(|| t.eval(set));
+        if t.comm.size() > 1 && every(rc.eval_every, s.step) && !weights_agree(t) {
+            return Err(RunError::Diverged { step: s.step });
+        }
+        let eval = |set: &[_]| (lead && !set.is_empty()).then(|| t.eval(set));
         let heldout_loss = every(rc.eval_every, s.step)
             .then(|| eval(&eval_set))
             .flatten();
@@ -207,6 +234,7 @@ pub fn run<B: Backend>(
             tokens: t.tokens_seen,
             tokens_per_s: tps,
             heldout_loss,
+            allreduce_s: s.allreduce_s,
             heldout_loss_all,
         })?;
         obs.step(&log.lines).map_err(RunError::Observer)?;

@@ -2,6 +2,7 @@
 //! AdamW at the scheduled learning rate; and held-out evaluation.
 
 use crate::backend::{Backend, Rows};
+use crate::collective::{Collective, Single};
 use crate::data::DataError;
 use crate::optim::{AdamW, Moments, Schedule};
 use crate::params::Params;
@@ -13,6 +14,11 @@ use tokenformer_core::Model;
 /// rebuilt from it (as `data::Windows::resume` does) draws exactly the windows the
 /// uninterrupted run would have.
 pub trait BatchSource {
+    /// Position the source at global micro-batch `micro` of optimizer step `step` (called before
+    /// each `next_batch`; micro = rank·accum + a). A source whose draw is a function of
+    /// (seed, step, micro) gives data-parallel ranks the windows of one process with the same
+    /// global batch; the default ignores it and draws in sequence.
+    fn seek(&mut self, _step: u64, _micro: u64) {}
     /// Fill `inputs` and `targets` with `batch` windows of `seq` tokens (targets shifted by one).
     fn next_batch(
         &mut self,
@@ -50,6 +56,8 @@ pub struct StepStats {
     pub loss: f64,
     pub grad_norm: f64,
     pub lr: f32,
+    /// Seconds this step spent in the gradient all-reduce (None with one rank).
+    pub allreduce_s: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -84,6 +92,10 @@ pub struct Trainer<'b, B: Backend> {
     pub params: Params<B>,
     pub moments: Moments<B>,
     grads: Params<B>,
+    /// The gradient of one micro-batch when accumulating (allocated on first use).
+    partial: Option<Params<B>>,
+    /// The ranks this trainer steps with ([`Single`] unless set by `with_collective`).
+    pub comm: &'b dyn Collective,
     pub tc: TrainConfig,
     /// Completed optimizer steps.
     pub step: u64,
@@ -102,12 +114,35 @@ impl<'b, B: Backend> Trainer<'b, B> {
             params,
             moments,
             grads,
+            partial: None,
+            comm: &Single,
             tc,
             step: 0,
             tokens_seen: 0,
             inputs: Vec::new(),
             targets: Vec::new(),
         }
+    }
+
+    /// Step data-parallel with the ranks of `comm`: `tc.batch` and `tc.accum` stay per rank.
+    pub fn with_collective(mut self, comm: &'b dyn Collective) -> Self {
+        self.comm = comm;
+        self
+    }
+
+    /// Tokens in one optimizer step over all ranks (the global batch).
+    pub fn global_tokens_per_step(&self) -> usize {
+        self.tc.tokens_per_step() * self.comm.size()
+    }
+
+    /// A fingerprint of the weights' bits, equal on every rank while they are in lockstep.
+    pub fn weights_hash(&self) -> u64 {
+        self.params
+            .tensors
+            .iter()
+            .fold(crate::collective::FNV_OFFSET, |h, t| {
+                crate::collective::hash_f32(h, &self.be.download(t))
+            })
     }
 
     pub fn lr(&self) -> f32 {
@@ -122,21 +157,60 @@ impl<'b, B: Backend> Trainer<'b, B> {
             batch: self.tc.batch,
             seq: self.tc.seq,
         };
-        for g in &mut self.grads.tensors {
-            be.fill_zero(g);
-        }
-        let scale = 1.0 / (rows.count() * self.tc.accum) as f32;
+        let (comm, accum) = (self.comm, self.tc.accum);
+        let micro_total = rows.count() * accum * comm.size();
+        let scale = 1.0 / micro_total as f32;
         let mut loss_sum = 0.0f64;
-        for _ in 0..self.tc.accum {
+        // Each micro-batch's gradient is computed alone and added to the running sum, so the
+        // sum is the same sequence of additions whether the micro-batches ran in one process
+        // or were spread over ranks and summed by the all-reduce (bit-identical for 2).
+        for a in 0..accum {
+            data.seek(self.step, (comm.rank() * accum + a) as u64);
             data.next_batch(rows.batch, rows.seq, &mut self.inputs, &mut self.targets)
                 .map_err(TrainError::Data)?;
+            let target = if a == 0 {
+                &mut self.grads
+            } else {
+                self.partial
+                    .get_or_insert_with(|| Params::zeros_like(be, &self.params))
+            };
+            for g in &mut target.tensors {
+                be.fill_zero(g);
+            }
             let mut tape = Tape::new(be, &self.params, rows);
             let logits = tape.forward(&self.inputs);
-            let losses =
-                tape.backward_from_cross_entropy(logits, &self.targets, scale, &mut self.grads);
+            let losses = tape.backward_from_cross_entropy(logits, &self.targets, scale, target);
             loss_sum += losses.iter().sum::<f64>();
+            if let (true, Some(p)) = (a > 0, &self.partial) {
+                for (g, x) in self.grads.tensors.iter_mut().zip(&p.tensors) {
+                    be.add_assign(g, x);
+                }
+            }
         }
-        let loss = loss_sum / (rows.count() * self.tc.accum) as f64;
+        let mut allreduce_s = None;
+        if comm.size() > 1 {
+            let t0 = std::time::Instant::now();
+            // One flat buffer: a single all-reduce per step.
+            let (mut flat, mut lens) = (Vec::new(), Vec::new());
+            for g in &self.grads.tensors {
+                let host = be.download(g);
+                lens.push(host.len());
+                flat.extend_from_slice(&host);
+            }
+            comm.all_reduce_sum(&mut flat);
+            let mut at = 0;
+            for (g, n) in self.grads.tensors.iter_mut().zip(lens) {
+                *g = be.upload(&flat[at..at + n]);
+                at += n;
+            }
+            let mut l = [loss_sum];
+            comm.all_reduce_sum_f64(&mut l);
+            loss_sum = l[0];
+            allreduce_s = Some(t0.elapsed().as_secs_f64());
+        }
+        // Every rank holds the same sums now: the same checks and update follow everywhere,
+        // and a NaN on any rank stops all of them before the update.
+        let loss = loss_sum / micro_total as f64;
         let lr = self.lr();
         let norm = crate::optim::grad_norm(be, &self.grads);
         if !loss.is_finite() || !norm.is_finite() {
@@ -151,12 +225,13 @@ impl<'b, B: Backend> Trainer<'b, B> {
                 .optim
                 .update(be, &mut self.params, &mut self.grads, &mut self.moments, lr);
         self.step += 1;
-        self.tokens_seen += (rows.count() * self.tc.accum) as u64;
+        self.tokens_seen += micro_total as u64;
         Ok(StepStats {
             step: self.step,
             loss,
             grad_norm: norm,
             lr,
+            allreduce_s,
         })
     }
 

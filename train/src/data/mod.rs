@@ -8,7 +8,7 @@ pub mod windows;
 
 pub use corpus::{split_point, tokenize_files, train_bpe, Corpus};
 pub use token_file::{Split, TokenFile};
-pub use windows::{heldout_windows, Windows, WindowsState};
+pub use windows::{heldout_windows, micro_batch_seed, Draw, Windows, WindowsState};
 
 use std::fmt;
 use std::io;

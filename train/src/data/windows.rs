@@ -7,9 +7,28 @@ use crate::BatchSource;
 use serde::{Deserialize, Serialize};
 use tokenformer_core::Rng;
 
+/// How a [`Windows`] stream draws its windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Draw {
+    /// One RNG draws every window in turn: run directories written before `Keyed` existed
+    /// (their `state.json` has no `draw`) resume with it, single-process only.
+    #[default]
+    Sequential,
+    /// The windows of global micro-batch `j` at step `s` come from an RNG seeded by
+    /// (seed, s, j) alone, so N data-parallel ranks with accumulation A draw exactly the
+    /// windows of one process with accumulation N·A.
+    Keyed,
+}
+
 /// Where a [`Windows`] stream stands: enough to resume it bit-identically.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowsState {
+    #[serde(default)]
+    pub draw: Draw,
+    /// The run's seed (keyed draw).
+    #[serde(default)]
+    pub seed: u64,
     pub rng: [u64; 4],
     /// Windows drawn so far.
     pub drawn: u64,
@@ -18,21 +37,52 @@ pub struct WindowsState {
     pub tokens: u64,
 }
 
+/// splitmix64's finaliser: a bijective mix of one word.
+fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The RNG seed of global micro-batch `micro` at step `step` of a run seeded with `seed`.
+pub fn micro_batch_seed(seed: u64, step: u64, micro: u64) -> u64 {
+    mix64(mix64(mix64(seed) ^ step) ^ micro.rotate_left(32))
+}
+
 /// Training windows of `seq_len + 1` tokens at uniformly random offsets (with replacement),
-/// from a seeded RNG.
+/// from a seeded RNG (see [`Draw`]).
 pub struct Windows {
     tokens: TokenFile,
+    draw: Draw,
+    seed: u64,
     rng: Rng,
     drawn: u64,
 }
 
 impl Windows {
+    /// A keyed stream (the draw of new runs).
     pub fn new(tokens: TokenFile, seed: u64) -> Windows {
         Windows {
             tokens,
-            rng: Rng::new(seed),
+            draw: Draw::Keyed,
+            seed,
+            rng: Rng::new(micro_batch_seed(seed, 0, 0)),
             drawn: 0,
         }
+    }
+
+    /// A stream with the sequential draw of older run directories.
+    pub fn sequential(tokens: TokenFile, seed: u64) -> Windows {
+        Windows {
+            draw: Draw::Sequential,
+            rng: Rng::new(seed),
+            ..Windows::new(tokens, seed)
+        }
+    }
+
+    pub fn draw(&self) -> Draw {
+        self.draw
     }
 
     /// Windows drawn so far.
@@ -42,6 +92,8 @@ impl Windows {
 
     pub fn state(&self) -> WindowsState {
         WindowsState {
+            draw: self.draw,
+            seed: self.seed,
             rng: self.rng.state(),
             drawn: self.drawn,
             corpus_hash: self.tokens.hash,
@@ -64,6 +116,8 @@ impl Windows {
             .ok_or_else(|| DataError::StateMismatch("all-zero RNG state".into()))?;
         Ok(Windows {
             tokens,
+            draw: state.draw,
+            seed: state.seed,
             rng,
             drawn: state.drawn,
         })
@@ -79,6 +133,13 @@ impl Windows {
 
 /// `state` is [`Windows::state`] as JSON, as checkpoints store it.
 impl BatchSource for Windows {
+    /// Keyed draw: reseed for global micro-batch `micro` of step `step`; sequential: nothing.
+    fn seek(&mut self, step: u64, micro: u64) {
+        if self.draw == Draw::Keyed {
+            self.rng = Rng::new(micro_batch_seed(self.seed, step, micro));
+        }
+    }
+
     /// Fill `inputs` and `targets` with `batch` windows, each `seq_len` tokens, row-major
     /// [batch, seq_len]; `targets[i]` is the token after `inputs[i]`. On error nothing is drawn.
     fn next_batch(
@@ -236,6 +297,62 @@ mod tests {
             ..state
         };
         assert!(Windows::from_state(f, &zero).is_err());
+    }
+
+    /// The windows of step `s`, micro-batches `js`, as one stream draws them after `seek`.
+    fn keyed(w: &mut Windows, s: u64, js: std::ops::Range<u64>) -> Vec<u32> {
+        let (mut x, mut y, mut all) = (Vec::new(), Vec::new(), Vec::new());
+        for j in js {
+            w.seek(s, j);
+            w.next_batch(2, 8, &mut x, &mut y).unwrap();
+            all.extend_from_slice(&x);
+        }
+        all
+    }
+
+    #[test]
+    fn keyed_draw_depends_on_seed_step_and_micro_batch_only() {
+        let d = tempfile::tempdir().unwrap();
+        let f = sample_file(d.path(), 5000);
+        // One process with accum 4 against 2 ranks with accum 2 (micro = rank·2 + a), after
+        // different histories.
+        let mut one = Windows::new(f.clone(), 7);
+        keyed(&mut one, 0, 0..4);
+        let whole = keyed(&mut one, 1, 0..4);
+        let (mut r0, mut r1) = (Windows::new(f.clone(), 7), Windows::new(f.clone(), 7));
+        keyed(&mut r1, 0, 2..4);
+        let mut split = keyed(&mut r0, 1, 0..2);
+        split.extend(keyed(&mut r1, 1, 2..4));
+        assert_eq!(whole, split);
+        // Step, micro-batch and seed each change the windows.
+        assert_ne!(keyed(&mut one, 2, 0..1), keyed(&mut one, 1, 0..1));
+        assert_ne!(keyed(&mut one, 1, 1..2), keyed(&mut one, 1, 0..1));
+        let mut other = Windows::new(f.clone(), 8);
+        assert_ne!(keyed(&mut other, 1, 0..1), keyed(&mut one, 1, 0..1));
+        // A resumed keyed stream keeps its seed.
+        let mut back = Windows::from_state(f, &one.state()).unwrap();
+        assert_eq!(keyed(&mut back, 1, 0..4), whole);
+    }
+
+    #[test]
+    fn old_state_resumes_with_the_sequential_draw() {
+        let d = tempfile::tempdir().unwrap();
+        let f = sample_file(d.path(), 5000);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let mut seq = Windows::sequential(f.clone(), 5);
+        seq.next_batch(3, 16, &mut x, &mut y).unwrap();
+        // state.json as written before the keyed draw: no `draw`, no `seed`.
+        let s = seq.state();
+        let old = serde_json::json!({
+            "rng": s.rng, "drawn": s.drawn, "corpus_hash": s.corpus_hash, "tokens": s.tokens
+        });
+        let mut back = Windows::resume(f, &old).unwrap();
+        assert_eq!(back.draw(), Draw::Sequential);
+        let (mut x2, mut y2) = (Vec::new(), Vec::new());
+        seq.next_batch(3, 16, &mut x, &mut y).unwrap();
+        back.seek(1, 0); // ignored by the sequential draw
+        back.next_batch(3, 16, &mut x2, &mut y2).unwrap();
+        assert_eq!((x, y), (x2, y2));
     }
 
     #[test]
