@@ -77,8 +77,12 @@ run_checks() {
     # Each test alone: passed (exit 0, no "skipped:"), skipped (printed "skipped:"), or failed.
     declare -A result
     local t name out status
+    local names
     for t in cuda_nvrtc cuda_gpu; do
-        for name in $("$here/$t" --list 2>/dev/null | sed -n 's/: test$//p'); do
+        names=$("$here/$t" --list 2>/dev/null | sed -n 's/: test$//p' || true)
+        # A binary that is missing, does not start or lists nothing is a failure, never a pass.
+        [ -n "$names" ] || result["$t"]="failed (no tests listed)"
+        for name in $names; do
             echo "== $t::$name"
             out=$("$here/$t" --exact "$name" --test-threads=1 --nocapture 2>&1)
             status=$?

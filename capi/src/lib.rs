@@ -618,7 +618,17 @@ impl TfSession {
     /// Run `ids` on the pool, shifting the window if it would pass the context (keep the first
     /// fed block if it fills less than half the context, drop the oldest half of the rest).
     fn feed(&mut self, ids: &[u32]) -> Result<(), Error> {
-        let max = self.model.model.config.max_context;
+        let (max, vocab) = {
+            let c = &self.model.model.config;
+            (c.max_context, c.vocab_size)
+        };
+        // Checked before anything changes: a bad id must not leave a shifted window behind.
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+            return Err(err(
+                TfStatus::TfErrSession,
+                format!("token id {bad} is outside the vocabulary of {vocab}"),
+            ));
+        }
         if self.keep.is_none() {
             self.keep = Some(if 2 * ids.len() < max { ids.len() } else { 0 });
         }
@@ -648,8 +658,15 @@ impl TfSession {
                 Ok(())
             }
             Err(e) => {
-                self.context
-                    .truncate(self.context.len() - ids.len().min(self.context.len()));
+                if all {
+                    // The cache was reset for the shift: start over rather than run on without it.
+                    self.session.reset();
+                    self.context.clear();
+                    self.logits = None;
+                } else {
+                    self.context
+                        .truncate(self.context.len() - ids.len().min(self.context.len()));
+                }
                 Err(err(TfStatus::TfErrSession, e.to_string()))
             }
         }
@@ -673,6 +690,14 @@ pub extern "C" fn tf_session_feed(
         let ids = slice(ids, n, "ids")?;
         if ids.is_empty() {
             return Err(err(TfStatus::TfErrSession, "no tokens given"));
+        }
+        // Checked before feeding: a caller that retries with a larger buffer must not feed twice.
+        let vocab = s.model.model.config.vocab_size;
+        if !logits.is_null() && cap < vocab {
+            return Err(err(
+                TfStatus::TfErrBufferTooSmall,
+                format!("the logits buffer holds {cap} values; the vocabulary has {vocab}"),
+            ));
         }
         s.feed(ids)?;
         if !logits.is_null() {

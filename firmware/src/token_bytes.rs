@@ -34,14 +34,19 @@ pub fn token_bytes(tokenizer_json: &str) -> Result<Vec<Vec<u8>>, String> {
                 .collect()
         })
         .unwrap_or_default();
+    // Ids are 0..n for a byte-level BPE file; refuse larger ones before allocating the table
+    // (a hostile file must not ask for gigabytes).
+    let ids = t["added_tokens"].as_array().into_iter().flatten();
     let n = vocab
         .values()
         .filter_map(|v| v.as_u64())
-        .map(|id| id as usize + 1)
-        .chain(added.iter().map(|&(id, _)| id + 1))
+        .chain(ids.filter_map(|x| x["id"].as_u64()))
         .max()
-        .unwrap_or(0);
-    let mut table = vec![Vec::new(); n];
+        .map_or(0, |m| m.saturating_add(1));
+    if n > (vocab.len() + added.len()) as u64 {
+        return Err("a token id is past the number of tokens".into());
+    }
+    let mut table = vec![Vec::new(); n as usize];
     for (s, id) in vocab {
         let id = id.as_u64().ok_or("a vocabulary id is not a number")? as usize;
         table[id] = s

@@ -14,8 +14,12 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     /// Panics when an element (i, j) of the [rows, cols] view would fall outside `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> View<'a> {
+        let last = (rows.saturating_sub(1))
+            .checked_mul(rs)
+            .and_then(|r| cols.saturating_sub(1).checked_mul(cs).map(|c| (r, c)))
+            .and_then(|(r, c)| r.checked_add(c));
         assert!(
-            rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < data.len(),
+            rows == 0 || cols == 0 || last.is_some_and(|l| l < data.len()),
             "gemm view [{rows}, {cols}] with strides ({rs}, {cs}) overruns {} values",
             data.len()
         );
@@ -65,8 +69,14 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return;
     }
+    // Rows at least n apart, so no two outputs share memory (gemm writes them from several
+    // threads), and the last row inside the slice.
+    assert!(m == 1 || c_rs >= n, "gemm: output rows overlap");
     assert!(
-        (m - 1) * c_rs + n <= c.len(),
+        (m - 1)
+            .checked_mul(c_rs)
+            .and_then(|r| r.checked_add(n))
+            .is_some_and(|end| end <= c.len()),
         "gemm: output overruns its slice"
     );
     let par = if threads > 1 {
