@@ -102,7 +102,7 @@ pub extern "C" fn tf_model_alloc(len: usize) -> *mut u8 {
             s.error = "this module instance already has a model".into();
             return std::ptr::null_mut();
         }
-        let Ok(layout) = Layout::from_size_align(len.max(1), 16) else {
+        let Some(layout) = model_layout_checked(len) else {
             s.error = format!("a model of {len} bytes does not fit in memory");
             return std::ptr::null_mut();
         };
@@ -118,6 +118,17 @@ pub extern "C" fn tf_model_alloc(len: usize) -> *mut u8 {
     })
 }
 
+/// The layout of the model buffer: 16-aligned, so tensors are borrowed, not copied.
+fn model_layout_checked(len: usize) -> Option<Layout> {
+    Layout::from_size_align(len.max(1), 16).ok()
+}
+
+/// `model_layout_checked` for a buffer that was allocated with it.
+fn model_layout(len: usize) -> Layout {
+    // SAFETY: `tf_model_alloc` allocated this buffer, so the layout was valid.
+    unsafe { Layout::from_size_align_unchecked(len.max(1), 16) }
+}
+
 /// Load the checkpoint copied into `tf_model_alloc`'s buffer: 0, or -1.
 #[no_mangle]
 pub extern "C" fn tf_model_load() -> i32 {
@@ -126,14 +137,21 @@ pub extern "C" fn tf_model_load() -> i32 {
             (_, Some(_)) => Err("a model is already loaded".to_string()),
             (None, None) => Err("no model buffer: call tf_model_alloc first".into()),
             (Some(bytes), None) => {
-                // The buffer becomes shared and lives as long as the module.
-                let bytes: &'static [u8] = bytes;
-                checkpoint::load(bytes)
-                    .map(|m| {
+                let (ptr, len) = (bytes.as_mut_ptr(), bytes.len());
+                // On success the buffer becomes shared and lives as long as the module.
+                match checkpoint::load(bytes) {
+                    Ok(m) => {
                         s.model = Some(Box::leak(Box::new(m)));
-                        0
-                    })
-                    .map_err(|e| format!("loading the model: {e}"))
+                        Ok(0)
+                    }
+                    Err(e) => {
+                        // Nothing borrows the buffer after a failed load: free it, so that a
+                        // page retrying with another file does not leak the first.
+                        // SAFETY: allocated by `tf_model_alloc` with this layout.
+                        unsafe { std::alloc::dealloc(ptr, model_layout(len)) };
+                        Err(format!("loading the model: {e}"))
+                    }
+                }
             }
         };
         status(s, r)
