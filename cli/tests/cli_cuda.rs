@@ -1,6 +1,7 @@
-//! `train --device cuda` on a machine (or a build) without CUDA: a one-line typed error, a
-//! non-zero exit, and nothing under --out touched. Runs everywhere; on a machine with a GPU and
-//! a `--features cuda` build it prints that it skipped (the device would be found).
+//! `train --device cuda` and `score --device cuda` on a machine (or a build) without CUDA, and
+//! `--precision bf16` on the CPU: a one-line typed error, a non-zero exit, and nothing under
+//! --out touched. Runs everywhere; the no-GPU checks print that they skipped on a machine with a
+//! GPU and a `--features cuda` build (the device would be found).
 
 use std::process::Command;
 
@@ -79,4 +80,65 @@ fn train_device_cuda_without_a_gpu_fails_cleanly() {
         .unwrap();
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("--device must be cpu, cuda or cuda:N"));
+}
+
+/// Runs the CLI; returns (success, the non-empty stderr lines, whether a device was found).
+fn cli(args: &[&str]) -> (bool, Vec<String>, bool) {
+    let r = Command::new(BIN).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    let found = err.lines().any(|l| l.starts_with("device: "));
+    let lines = err
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    (r.status.success(), lines, found)
+}
+
+#[test]
+fn score_device_cuda_without_a_gpu_fails_cleanly() {
+    let (ok, lines, found) = cli(&["score", "--token-ids", "1,2,3", "--device", "cuda:1"]);
+    if ok || found {
+        println!("skipped: a CUDA device is present; this test covers machines without one");
+        return;
+    }
+    assert_eq!(lines.len(), 1, "one line expected, got: {lines:?}");
+    assert!(
+        lines[0].contains("--device cuda:1") && lines[0].contains("no CUDA"),
+        "{lines:?}"
+    );
+    let (ok, lines, _) = cli(&["score", "--token-ids", "1,2,3", "--device", "gpu"]);
+    assert!(!ok && lines.len() == 1 && lines[0].contains("--device must be cpu, cuda or cuda:N"));
+}
+
+#[test]
+fn bf16_on_the_cpu_and_an_unknown_precision_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let base = [
+        "train",
+        "--data",
+        "missing.txt",
+        "--tokenizer",
+        "missing.json",
+        "--preset",
+        "tiny",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (precision, want) in [
+        (
+            "bf16",
+            "--device cpu: --precision bf16: the cpu backend computes in f32 only",
+        ),
+        ("fp8", "--precision must be f32 or bf16, got `fp8`"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(["--device", "cpu", "--precision", precision]);
+        let (ok, lines, _) = cli(&args);
+        assert!(!ok, "{precision} accepted");
+        assert_eq!(lines.len(), 1, "one line expected, got: {lines:?}");
+        assert!(lines[0].contains(want), "{lines:?}");
+        assert!(!out.exists(), "--out was created");
+    }
 }

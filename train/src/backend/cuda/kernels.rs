@@ -51,6 +51,7 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
             "adamw",
             "sum_squares_parts",
             "sum_parts",
+            "to_bf16",
         ],
     ),
 ];

@@ -1,6 +1,13 @@
 //! The CUDA backend (feature `cuda`): device buffers (`CudaSlice<f32>`), every product on
-//! cuBLAS in f32 with TF32 off (the parity mode), every other op an NVRTC kernel from
-//! `kernels/*.cu`, compiled once per process to CUBIN for the device's architecture.
+//! cuBLAS, every other op an NVRTC kernel from `kernels/*.cu`, compiled once per process to
+//! CUBIN for the device's architecture.
+//!
+//! Precision: `F32` computes the products in pedantic f32 (TF32 off: the parity mode).
+//! `Bf16` rounds both operands of every product to bfloat16 just before it (the `to_bf16`
+//! kernel, into a scratch buffer) and multiplies on the tensor cores with f32 accumulation and
+//! f32 output; weights, gradients, moments, and all arithmetic in the norms, Θ, softmax and the
+//! loss stay f32. Departure from llm.c: activations are *stored* in f32 and rounded per product,
+//! so bf16 saves tensor-core time but not activation memory or bandwidth.
 //!
 //! Reductions run in a fixed order (block trees, per-column loops; no float atomics), so two runs
 //! are bit-identical. Status: compiled and NVRTC-checked; not yet run on a GPU.
@@ -13,12 +20,13 @@
 mod gemm;
 pub mod kernels;
 
-use super::{AdamStep, Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Theta};
+use super::{AdamStep, Affine, Backend, Dims, Mat, MatMul, Precision, Qkv, RopeTables, Theta};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
+    PushKernelArg,
 };
-use gemm::Operand;
+use gemm::{Operand, Ptr};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -99,6 +107,14 @@ pub struct CudaBackend {
     blas: CudaBlas,
     kernels: HashMap<&'static str, CudaFunction>,
     arch: String,
+    precision: Precision,
+}
+
+/// A product's input as cuBLAS reads it: the f32 buffer itself, or its bf16 rounding (kept
+/// alive here until the product is queued).
+struct Input {
+    ptr: Ptr,
+    _rounded: Option<CudaSlice<u16>>,
 }
 
 /// Threads per block; must match BLOCK in common.cuh.
@@ -132,10 +148,47 @@ fn theta_kind(k: ThetaKind) -> i32 {
 /// Elements summed per block in `sum_squares` (fixed: the order does not depend on the device).
 const SQ_CHUNK: usize = 1 << 16;
 
+/// One head's columns of a [rows, d] activation: row stride d, heads hd apart.
+fn head_layout(d: usize, hd: usize) -> impl Fn(bool) -> Operand {
+    move |t| Operand {
+        ld: d,
+        t,
+        stride: hd,
+    }
+}
+
+/// One head's [seq, seq] slab of scores: heads seq² apart.
+fn slab_layout(seq: usize) -> impl Fn(bool) -> Operand {
+    move |t| Operand {
+        ld: seq,
+        t,
+        stride: seq * seq,
+    }
+}
+
+/// Launch `$k` with config `$cfg` and the given arguments (each passed by reference).
+macro_rules! launch {
+    ($be:expr, $k:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let cfg = $cfg;
+        let f = $be.f($k);
+        let mut b = $be.stream.launch_builder(f);
+        $(b.arg($arg);)*
+        // SAFETY: the arguments match the kernel's signature in kernels/*.cu and the buffers
+        // are sized by the callers' shapes (the trait's contract, asserted where cheap).
+        unsafe { b.launch(cfg) }.expect(concat!("CUDA launch ", $k));
+    }};
+}
+
 impl CudaBackend {
-    /// The backend on device `index`: checks the driver, the index, compiles every kernel family
-    /// for the device's compute capability, and makes a cuBLAS handle with TF32 off.
+    /// The backend on device `index` in f32 (the parity mode).
     pub fn new(index: usize) -> Result<CudaBackend, CudaError> {
+        Self::with_precision(index, Precision::F32)
+    }
+
+    /// The backend on device `index`: checks the driver, the index, compiles every kernel family
+    /// for the device's compute capability, and makes a cuBLAS handle (pedantic math, so no
+    /// TF32, in f32; default math, so tensor cores, in bf16).
+    pub fn with_precision(index: usize, precision: Precision) -> Result<CudaBackend, CudaError> {
         let count = device_count()?;
         if index >= count {
             return Err(CudaError::BadIndex { index, count });
@@ -157,15 +210,15 @@ impl CudaBackend {
         let arch = format!("sm_{major}{minor}");
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(driver)?;
-        // SAFETY: a live handle; pedantic math: no TF32, no reduced-precision reductions.
-        unsafe {
-            cudarc::cublas::sys::cublasSetMathMode(
-                *blas.handle(),
-                cudarc::cublas::sys::cublasMath_t::CUBLAS_PEDANTIC_MATH,
-            )
-        }
-        .result()
-        .map_err(driver)?;
+        use cudarc::cublas::sys::cublasMath_t as Math;
+        let math = match precision {
+            Precision::F32 => Math::CUBLAS_PEDANTIC_MATH,
+            Precision::Bf16 => Math::CUBLAS_DEFAULT_MATH,
+        };
+        // SAFETY: a live handle.
+        unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), math) }
+            .result()
+            .map_err(driver)?;
         let arch_static: &'static str = Box::leak(arch.clone().into_boxed_str());
         let mut map = HashMap::new();
         for &(family, src, names) in kernels::FAMILIES {
@@ -183,13 +236,23 @@ impl CudaBackend {
             blas,
             kernels: map,
             arch,
+            precision,
         })
     }
 
     /// The device's name and architecture, for logs.
     pub fn describe(&self) -> String {
         let name = self.ctx.name().unwrap_or_else(|_| "unknown".into());
-        format!("{name} ({}, device {})", self.arch, self.ctx.ordinal())
+        format!(
+            "{name} ({}, device {}, {})",
+            self.arch,
+            self.ctx.ordinal(),
+            self.precision.name()
+        )
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// (free, total) device memory in bytes.
@@ -224,19 +287,37 @@ impl CudaBackend {
     fn upload_u32(&self, x: &[u32]) -> CudaSlice<u32> {
         self.stream.clone_htod(x).expect("CUDA upload")
     }
-}
 
-/// Launch `$k` with config `$cfg` and the given arguments (each passed by reference).
-macro_rules! launch {
-    ($be:expr, $k:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
-        let cfg = $cfg;
-        let f = $be.f($k);
-        let mut b = $be.stream.launch_builder(f);
-        $(b.arg($arg);)*
-        // SAFETY: the arguments match the kernel's signature in kernels/*.cu and the buffers
-        // are sized by the callers' shapes (the trait's contract, asserted where cheap).
-        unsafe { b.launch(cfg) }.expect(concat!("CUDA launch ", $k));
-    }};
+    /// `x` as a product reads it in this backend's precision.
+    fn input(&self, x: &CudaSlice<f32>) -> Input {
+        match self.precision {
+            Precision::F32 => {
+                let addr = x.device_ptr(&self.stream).0;
+                Input {
+                    ptr: Ptr::f32(addr),
+                    _rounded: None,
+                }
+            }
+            Precision::Bf16 => {
+                // SAFETY: to_bf16 writes every element before any read.
+                let mut y: CudaSlice<u16> =
+                    unsafe { self.stream.alloc(x.len().max(1)) }.expect("CUDA alloc");
+                let n = x.len() as u64;
+                launch!(self, "to_bf16", elems(x.len()), x, &n, &mut y);
+                let addr = y.device_ptr(&self.stream).0;
+                Input {
+                    ptr: Ptr::bf16(addr),
+                    _rounded: Some(y),
+                }
+            }
+        }
+    }
+
+    /// A product's f32 output.
+    fn output(&self, c: &mut CudaSlice<f32>) -> Ptr {
+        let addr = c.device_ptr_mut(&self.stream).0;
+        Ptr::f32(addr)
+    }
 }
 
 impl Backend for CudaBackend {
@@ -296,12 +377,14 @@ impl Backend for CudaBackend {
             t: false,
             stride: 0,
         };
+        let (ia, ib) = (self.input(a.buf), self.input(b.buf));
+        let pc = self.output(c);
         gemm::gemm(
             &self.blas,
             (m, n, k),
-            (a.buf, oa),
-            (b.buf, ob),
-            (c, oc),
+            (ia.ptr, oa),
+            (ib.ptr, ob),
+            (pc, oc),
             1,
             accumulate,
         );
@@ -473,26 +556,18 @@ impl Backend for CudaBackend {
         self.bind();
         let (t, hd) = (r.seq, d / heads);
         assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
-        let head = |t_: bool| Operand {
-            ld: d,
-            t: t_,
-            stride: hd,
-        };
-        let slab = Operand {
-            ld: t,
-            t: false,
-            stride: t * t,
-        };
+        assert!(k.len() == q.len() && v.len() == q.len() && out.len() == q.len());
+        let (head, slab) = (head_layout(d, hd), slab_layout(t));
+        // S = Q·Kᵀ per sequence and head, into the probability slabs.
+        let (iq, ik, pp) = (self.input(q), self.input(k), self.output(probs));
         for b in 0..r.batch {
             let (xo, po) = (b * t * d, b * heads * t * t);
-            // S = Q·Kᵀ per head, into this sequence's probability slabs.
-            let mut p = probs.slice_mut(po..po + heads * t * t);
             gemm::gemm(
                 &self.blas,
                 (t, t, hd),
-                (&q.slice(xo..), head(false)),
-                (&k.slice(xo..), head(true)),
-                (&mut p, slab),
+                (iq.ptr.at(xo), head(false)),
+                (ik.ptr.at(xo), head(true)),
+                (pp.at(po), slab(false)),
                 heads,
                 false,
             );
@@ -507,16 +582,16 @@ impl Backend for CudaBackend {
             &t64,
             &scale
         );
+        // O = P·V per head, written straight into the head's columns of out.
+        let (ip, iv, po_) = (self.input(probs), self.input(v), self.output(out));
         for b in 0..r.batch {
             let (xo, po) = (b * t * d, b * heads * t * t);
-            // O = P·V per head, written straight into the head's columns of out.
-            let mut o = out.slice_mut(xo..);
             gemm::gemm(
                 &self.blas,
                 (t, hd, t),
-                (&probs.slice(po..), slab),
-                (&v.slice(xo..), head(false)),
-                (&mut o, head(false)),
+                (ip.ptr.at(po), slab(false)),
+                (iv.ptr.at(xo), head(false)),
+                (po_.at(xo), head(false)),
                 heads,
                 false,
             );
@@ -533,34 +608,22 @@ impl Backend for CudaBackend {
     ) {
         let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
         self.bind();
-        let Qkv {
-            q: dq,
-            k: dk,
-            v: dv,
-        } = dx;
         let (t, hd) = (r.seq, d / heads);
         assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
-        let head = |t_: bool| Operand {
-            ld: d,
-            t: t_,
-            stride: hd,
-        };
-        let slab = |t_: bool| Operand {
-            ld: t,
-            t: t_,
-            stride: t * t,
-        };
+        assert!(dout.len() == q.len() && dx.q.len() == q.len() && dx.k.len() == q.len());
+        assert!(dx.v.len() == q.len());
+        let (head, slab) = (head_layout(d, hd), slab_layout(t));
         let mut ds = self.zeros(r.batch * heads * t * t);
+        // dP = dO·Vᵀ
+        let (ido, iv, pds) = (self.input(dout), self.input(v), self.output(&mut ds));
         for b in 0..r.batch {
             let (xo, po) = (b * t * d, b * heads * t * t);
-            // dP = dO·Vᵀ
-            let mut s = ds.slice_mut(po..);
             gemm::gemm(
                 &self.blas,
                 (t, t, hd),
-                (&dout.slice(xo..), head(false)),
-                (&v.slice(xo..), head(true)),
-                (&mut s, slab(false)),
+                (ido.ptr.at(xo), head(false)),
+                (iv.ptr.at(xo), head(true)),
+                (pds.at(po), slab(false)),
                 heads,
                 false,
             );
@@ -576,23 +639,23 @@ impl Backend for CudaBackend {
             &t64,
             &scale
         );
-        for b in 0..r.batch {
-            let (xo, po) = (b * t * d, b * heads * t * t);
-            let (sv, pv) = (ds.slice(po..), probs.slice(po..));
-            // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO
-            let products = [
-                (&sv, false, k, &mut *dq),
-                (&sv, true, q, &mut *dk),
-                (&pv, true, dout, &mut *dv),
-            ];
-            for (lhs, lt, rhs, grad) in products {
-                let mut g = grad.slice_mut(xo..);
+        // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO
+        let (ids, ip) = (self.input(&ds), self.input(probs));
+        let (ik, iq) = (self.input(k), self.input(q));
+        let products = [
+            (&ids, false, &ik, self.output(dx.q)),
+            (&ids, true, &iq, self.output(dx.k)),
+            (&ip, true, &ido, self.output(dx.v)),
+        ];
+        for (lhs, lt, rhs, grad) in products {
+            for b in 0..r.batch {
+                let (xo, po) = (b * t * d, b * heads * t * t);
                 gemm::gemm(
                     &self.blas,
                     (t, hd, t),
-                    (lhs, slab(lt)),
-                    (&rhs.slice(xo..), head(false)),
-                    (&mut g, head(false)),
+                    (lhs.ptr.at(po), slab(lt)),
+                    (rhs.ptr.at(xo), head(false)),
+                    (grad.at(xo), head(false)),
                     heads,
                     false,
                 );
