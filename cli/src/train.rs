@@ -535,3 +535,49 @@ fn run_on<B: Backend>(be: &B, a: Args, comm: &dyn Collective) -> Result<(), Stri
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use tokenformer_train::backend::Precision;
+    use tokenformer_train::footprint::training;
+    use tokenformer_train::{Cpu, Rows};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["t", "--data", "d.txt", "--tokenizer", "tok.json"];
+        Cli::try_parse_from(base.iter().chain(extra)).unwrap().a
+    }
+
+    /// The memory check (run before a GPU run touches --out) sizes the model and batch that
+    /// training will use: --from's model with the command line's batch, or on --resume the
+    /// checkpoint's model and batch; it writes nothing.
+    #[test]
+    fn the_memory_check_sizes_the_model_and_batch_that_will_train() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tokenformer_core::init::init(Config::preset("tiny").unwrap(), 1).unwrap();
+        let path = dir.path().join("m.safetensors");
+        common::save(&path, &model, tokenformer_core::DType::F32, &[]).unwrap();
+        let run = dir.path().join("run");
+        let (p, r) = (path.to_str().unwrap(), run.to_str().unwrap());
+        let a = args(&[
+            "--from", p, "--out", r, "--batch", "3", "--seq", "32", "--accum", "2",
+        ]);
+        let rows = Rows { batch: 3, seq: 32 };
+        let want = training(&model.config, rows, 2, Precision::F32);
+        assert_eq!(footprint(&a, Precision::F32).unwrap(), want);
+        assert!(!run.exists(), "the check created --out");
+
+        let t = Trainer::new(&Cpu, &model, train_config(&a).unwrap());
+        checkpoint::save_checkpoint(&run, &t, serde_json::Value::Null, 0).unwrap();
+        let b = args(&["--resume", "--out", r, "--batch", "5", "--seq", "8"]);
+        let want = training(&model.config, rows, 2, Precision::Bf16);
+        assert_eq!(footprint(&b, Precision::Bf16).unwrap(), want);
+    }
+}

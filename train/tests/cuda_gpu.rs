@@ -435,6 +435,15 @@ fn losses<B: Backend>(t: &mut Trainer<'_, B>, data: &mut Synthetic, steps: usize
     (0..steps).map(|_| t.step(data).unwrap().loss).collect()
 }
 
+/// The losses of `steps` steps of the tiny model from a fresh start on `be`.
+fn fresh_losses<B: Backend>(be: &B, steps: u64) -> Vec<f64> {
+    losses(
+        &mut Trainer::new(be, &model(), tc(steps)),
+        &mut Synthetic::new(500, 4000, 2),
+        steps as usize,
+    )
+}
+
 fn model() -> tokenformer_core::Model<'static> {
     init(Config::preset("tiny").unwrap(), 4).unwrap()
 }
@@ -442,21 +451,10 @@ fn model() -> tokenformer_core::Model<'static> {
 #[test]
 fn twenty_steps_match_the_cpu_and_rerun_bit_identically() {
     let Some(g) = gpu() else { return };
-    let m = model();
-    let cpu = losses(
-        &mut Trainer::new(&Cpu, &m, tc(20)),
-        &mut Synthetic::new(500, 4000, 2),
-        20,
-    );
-    let a = losses(
-        &mut Trainer::new(&g, &m, tc(20)),
-        &mut Synthetic::new(500, 4000, 2),
-        20,
-    );
-    let b = losses(
-        &mut Trainer::new(&g, &m, tc(20)),
-        &mut Synthetic::new(500, 4000, 2),
-        20,
+    let (cpu, a, b) = (
+        fresh_losses(&Cpu, 20),
+        fresh_losses(&g, 20),
+        fresh_losses(&g, 20),
     );
     for (i, (x, y)) in cpu.iter().zip(&a).enumerate() {
         assert!((x - y).abs() <= 1e-4, "step {i}: cpu {x} gpu {y}");
@@ -471,11 +469,7 @@ fn twenty_steps_match_the_cpu_and_rerun_bit_identically() {
 fn checkpoints_resume_across_devices() {
     let Some(g) = gpu() else { return };
     let m = model();
-    let straight = losses(
-        &mut Trainer::new(&Cpu, &m, tc(12)),
-        &mut Synthetic::new(500, 4000, 2),
-        12,
-    );
+    let straight = fresh_losses(&Cpu, 12);
     // GPU → CPU, then CPU → GPU.
     for first_on_gpu in [true, false] {
         let dir = tempfile::tempdir().unwrap();
@@ -567,17 +561,7 @@ fn bf16_products_round_only_their_operands() {
 #[test]
 fn twenty_bf16_steps_stay_within_2e_2_of_the_cpu() {
     let Some(g) = gpu_bf16() else { return };
-    let m = model();
-    let cpu = losses(
-        &mut Trainer::new(&Cpu, &m, tc(20)),
-        &mut Synthetic::new(500, 4000, 2),
-        20,
-    );
-    let got = losses(
-        &mut Trainer::new(&g, &m, tc(20)),
-        &mut Synthetic::new(500, 4000, 2),
-        20,
-    );
+    let (cpu, got) = (fresh_losses(&Cpu, 20), fresh_losses(&g, 20));
     for (i, (x, y)) in cpu.iter().zip(&got).enumerate() {
         println!("step {i}: cpu {x:.6} bf16 {y:.6}");
         assert!((x - y).abs() <= 2e-2, "step {i}: cpu {x} bf16 {y}");

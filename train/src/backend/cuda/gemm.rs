@@ -1,7 +1,7 @@
 //! Row-major products on cuBLAS (column-major): C = A·B row-major is Cᵀ = Bᵀ·Aᵀ column-major,
 //! so the operands swap and each keeps its own transpose flag; ld is a stored row's stride.
 //!
-//! One call, `cublasGemmEx` (or its strided-batched form), for both precisions: f32 operands
+//! One call, `cublasGemmStridedBatchedEx` (one item for a plain product), for both precisions: f32 operands
 //! with pedantic f32 compute (no TF32: the parity mode), or bf16 operands with f32 output and
 //! f32 accumulation (`CUBLAS_COMPUTE_32F`, tensor cores).
 
@@ -105,58 +105,35 @@ pub fn gemm(
     );
     let (ta, tb, mm, nn, kk) = (op(b.1.t), op(a.1.t), int(n), int(m), int(k));
     let (lda, ldb, ldc) = (int(b.1.ld), int(a.1.ld), int(c.1.ld));
+    // One call for both cases: the strided-batched form with one item is a plain GEMM.
     // SAFETY: the callers size every buffer for these shapes and strides (asserted there) and
     // keep them alive until the call is queued; alpha and beta outlive the call.
     let r = unsafe {
-        if batch == 1 {
-            result::gemm_ex(
-                *blas.handle(),
-                ta,
-                tb,
-                mm,
-                nn,
-                kk,
-                alpha,
-                pa,
-                ty,
-                lda,
-                pb,
-                ty,
-                ldb,
-                beta,
-                pc,
-                c.0.ty,
-                ldc,
-                ct,
-                algo,
-            )
-        } else {
-            result::gemm_strided_batched_ex(
-                *blas.handle(),
-                ta,
-                tb,
-                mm,
-                nn,
-                kk,
-                alpha,
-                pa,
-                ty,
-                lda,
-                b.1.stride as i64,
-                pb,
-                ty,
-                ldb,
-                a.1.stride as i64,
-                beta,
-                pc,
-                c.0.ty,
-                ldc,
-                c.1.stride as i64,
-                int(batch),
-                ct,
-                algo,
-            )
-        }
+        result::gemm_strided_batched_ex(
+            *blas.handle(),
+            ta,
+            tb,
+            mm,
+            nn,
+            kk,
+            alpha,
+            pa,
+            ty,
+            lda,
+            b.1.stride as i64,
+            pb,
+            ty,
+            ldb,
+            a.1.stride as i64,
+            beta,
+            pc,
+            c.0.ty,
+            ldc,
+            c.1.stride as i64,
+            int(batch),
+            ct,
+            algo,
+        )
     };
     r.expect("cuBLAS GemmEx");
 }

@@ -117,6 +117,12 @@ struct Input {
     _rounded: Option<CudaSlice<u16>>,
 }
 
+impl Input {
+    fn at(&self, part: Part) -> (Ptr, Part) {
+        (self.ptr, part)
+    }
+}
+
 /// Threads per block; must match BLOCK in common.cuh.
 const BLOCK: u32 = 256;
 
@@ -148,21 +154,38 @@ fn theta_kind(k: ThetaKind) -> i32 {
 /// Elements summed per block in `sum_squares` (fixed: the order does not depend on the device).
 const SQ_CHUNK: usize = 1 << 16;
 
-/// One head's columns of a [rows, d] activation: row stride d, heads hd apart.
-fn head_layout(d: usize, hd: usize) -> impl Fn(bool) -> Operand {
-    move |t| Operand {
-        ld: d,
-        t,
-        stride: hd,
-    }
+/// An attention operand, used transposed or not: one head's columns of a [rows, d] activation,
+/// or one head's [seq, seq] slab of scores.
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    Head(bool),
+    Slab(bool),
 }
+use Part::{Head, Slab};
 
-/// One head's [seq, seq] slab of scores: heads seq² apart.
-fn slab_layout(seq: usize) -> impl Fn(bool) -> Operand {
-    move |t| Operand {
-        ld: seq,
-        t,
-        stride: seq * seq,
+impl Part {
+    /// Its cuBLAS layout (heads are the batch of a strided-batched product) and the elements
+    /// between two sequences.
+    fn layout(self, dims: Dims) -> (Operand, usize) {
+        let (t, d, heads) = (dims.rows.seq, dims.d, dims.heads);
+        match self {
+            Head(tr) => (
+                Operand {
+                    ld: d,
+                    t: tr,
+                    stride: d / heads,
+                },
+                t * d,
+            ),
+            Slab(tr) => (
+                Operand {
+                    ld: t,
+                    t: tr,
+                    stride: t * t,
+                },
+                heads * t * t,
+            ),
+        }
     }
 }
 
@@ -317,6 +340,31 @@ impl CudaBackend {
     fn output(&self, c: &mut CudaSlice<f32>) -> Ptr {
         let addr = c.device_ptr_mut(&self.stream).0;
         Ptr::f32(addr)
+    }
+
+    /// c = a·b of sizes (m, n, k) for every head of every sequence: one strided-batched product
+    /// over the heads per sequence.
+    fn per_head(
+        &self,
+        dims: Dims,
+        mnk: (usize, usize, usize),
+        a: (Ptr, Part),
+        b: (Ptr, Part),
+        c: (Ptr, Part),
+    ) {
+        let ((la, sa), (lb, sb), (lc, sc)) = (a.1.layout(dims), b.1.layout(dims), c.1.layout(dims));
+        for s in 0..dims.rows.batch {
+            let (pa, pb, pc) = (a.0.at(s * sa), b.0.at(s * sb), c.0.at(s * sc));
+            gemm::gemm(
+                &self.blas,
+                mnk,
+                (pa, la),
+                (pb, lb),
+                (pc, lc),
+                dims.heads,
+                false,
+            );
+        }
     }
 }
 
@@ -557,21 +605,16 @@ impl Backend for CudaBackend {
         let (t, hd) = (r.seq, d / heads);
         assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
         assert!(k.len() == q.len() && v.len() == q.len() && out.len() == q.len());
-        let (head, slab) = (head_layout(d, hd), slab_layout(t));
-        // S = Q·Kᵀ per sequence and head, into the probability slabs.
+        // S = Q·Kᵀ into the probability slabs, softmax in place, O = P·V into out's head columns.
         let (iq, ik, pp) = (self.input(q), self.input(k), self.output(probs));
-        for b in 0..r.batch {
-            let (xo, po) = (b * t * d, b * heads * t * t);
-            gemm::gemm(
-                &self.blas,
-                (t, t, hd),
-                (iq.ptr.at(xo), head(false)),
-                (ik.ptr.at(xo), head(true)),
-                (pp.at(po), slab(false)),
-                heads,
-                false,
-            );
-        }
+        let s_shape = (t, t, hd);
+        self.per_head(
+            dims,
+            s_shape,
+            iq.at(Head(false)),
+            ik.at(Head(true)),
+            (pp, Slab(false)),
+        );
         let scale = 1.0 / (hd as f32).sqrt();
         let t64 = t as u64;
         launch!(
@@ -582,20 +625,15 @@ impl Backend for CudaBackend {
             &t64,
             &scale
         );
-        // O = P·V per head, written straight into the head's columns of out.
-        let (ip, iv, po_) = (self.input(probs), self.input(v), self.output(out));
-        for b in 0..r.batch {
-            let (xo, po) = (b * t * d, b * heads * t * t);
-            gemm::gemm(
-                &self.blas,
-                (t, hd, t),
-                (ip.ptr.at(po), slab(false)),
-                (iv.ptr.at(xo), head(false)),
-                (po_.at(xo), head(false)),
-                heads,
-                false,
-            );
-        }
+        let (ip, iv, po) = (self.input(probs), self.input(v), self.output(out));
+        let o_shape = (t, hd, t);
+        self.per_head(
+            dims,
+            o_shape,
+            ip.at(Slab(false)),
+            iv.at(Head(false)),
+            (po, Head(false)),
+        );
     }
 
     fn attention_backward(
@@ -612,22 +650,17 @@ impl Backend for CudaBackend {
         assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
         assert!(dout.len() == q.len() && dx.q.len() == q.len() && dx.k.len() == q.len());
         assert!(dx.v.len() == q.len());
-        let (head, slab) = (head_layout(d, hd), slab_layout(t));
         let mut ds = self.zeros(r.batch * heads * t * t);
-        // dP = dO·Vᵀ
+        // dP = dO·Vᵀ, then dS in place.
         let (ido, iv, pds) = (self.input(dout), self.input(v), self.output(&mut ds));
-        for b in 0..r.batch {
-            let (xo, po) = (b * t * d, b * heads * t * t);
-            gemm::gemm(
-                &self.blas,
-                (t, t, hd),
-                (ido.ptr.at(xo), head(false)),
-                (iv.ptr.at(xo), head(true)),
-                (pds.at(po), slab(false)),
-                heads,
-                false,
-            );
-        }
+        let (s_shape, o_shape) = ((t, t, hd), (t, hd, t));
+        self.per_head(
+            dims,
+            s_shape,
+            ido.at(Head(false)),
+            iv.at(Head(true)),
+            (pds, Slab(false)),
+        );
         let scale = 1.0 / (hd as f32).sqrt();
         let t64 = t as u64;
         launch!(
@@ -643,23 +676,12 @@ impl Backend for CudaBackend {
         let (ids, ip) = (self.input(&ds), self.input(probs));
         let (ik, iq) = (self.input(k), self.input(q));
         let products = [
-            (&ids, false, &ik, self.output(dx.q)),
-            (&ids, true, &iq, self.output(dx.k)),
-            (&ip, true, &ido, self.output(dx.v)),
+            (ids.at(Slab(false)), ik.at(Head(false)), self.output(dx.q)),
+            (ids.at(Slab(true)), iq.at(Head(false)), self.output(dx.k)),
+            (ip.at(Slab(true)), ido.at(Head(false)), self.output(dx.v)),
         ];
-        for (lhs, lt, rhs, grad) in products {
-            for b in 0..r.batch {
-                let (xo, po) = (b * t * d, b * heads * t * t);
-                gemm::gemm(
-                    &self.blas,
-                    (t, hd, t),
-                    (lhs.ptr.at(po), slab(lt)),
-                    (rhs.ptr.at(xo), head(false)),
-                    (grad.at(xo), head(false)),
-                    heads,
-                    false,
-                );
-            }
+        for (lhs, rhs, grad) in products {
+            self.per_head(dims, o_shape, lhs, rhs, (grad, Head(false)));
         }
     }
 
