@@ -242,12 +242,11 @@ impl CudaBackend {
         unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), math) }
             .result()
             .map_err(driver)?;
-        let arch_static: &'static str = Box::leak(arch.clone().into_boxed_str());
         let mut map = HashMap::new();
-        for &(family, src, names) in kernels::FAMILIES {
-            let bin = kernels::compile(family, src, arch_static, kernels::Output::Cubin)?;
+        let images = kernels::cubins(&arch)?;
+        for (&(_, _, names), bin) in kernels::FAMILIES.iter().zip(images.iter()) {
             let module = ctx
-                .load_module(cudarc::nvrtc::Ptx::from_binary(bin))
+                .load_module(cudarc::nvrtc::Ptx::from_binary(bin.clone()))
                 .map_err(driver)?;
             for &name in names {
                 map.insert(name, module.load_function(name).map_err(driver)?);
