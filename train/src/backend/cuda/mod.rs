@@ -189,6 +189,16 @@ impl Part {
     }
 }
 
+/// Attention's sizes: the sequence length, the (m, n, k) of S = Q·Kᵀ and of O = P·V, the
+/// softmax scale, and the softmax kernels' launch (one block per score row).
+struct AttentionSizes {
+    seq: u64,
+    scores: (usize, usize, usize),
+    values: (usize, usize, usize),
+    scale: f32,
+    rows: LaunchConfig,
+}
+
 /// Launch `$k` with config `$cfg` and the given arguments (each passed by reference).
 macro_rules! launch {
     ($be:expr, $k:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
@@ -339,6 +349,22 @@ impl CudaBackend {
     fn output(&self, c: &mut CudaSlice<f32>) -> Ptr {
         let addr = c.device_ptr_mut(&self.stream).0;
         Ptr::f32(addr)
+    }
+
+    /// What attention's forward and backward share: the context bound to this thread, every
+    /// [rows, d] activation's length and the probabilities' checked, and the sizes.
+    fn attention_sizes(&self, dims: Dims, acts: &[usize], probs: usize) -> AttentionSizes {
+        self.bind();
+        let (t, hd) = (dims.rows.seq, dims.head_dim());
+        let slabs = dims.rows.batch * dims.heads * t * t;
+        assert!(acts.iter().all(|&n| n == dims.numel()) && probs == slabs);
+        AttentionSizes {
+            seq: t as u64,
+            scores: (t, t, hd),
+            values: (t, hd, t),
+            scale: 1.0 / (hd as f32).sqrt(),
+            rows: rows(dims.rows.batch * dims.heads * t),
+        }
     }
 
     /// c = a·b of sizes (m, n, k) for every head of every sequence: one strided-batched product
@@ -599,40 +625,23 @@ impl Backend for CudaBackend {
         out: &mut CudaSlice<f32>,
         probs: &mut CudaSlice<f32>,
     ) {
-        let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
-        self.bind();
-        let (t, hd) = (r.seq, d / heads);
-        assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
-        assert!(k.len() == q.len() && v.len() == q.len() && out.len() == q.len());
+        let Qkv { q, k, v } = x;
+        let z = self.attention_sizes(dims, &[q.len(), k.len(), v.len(), out.len()], probs.len());
         // S = Q·Kᵀ into the probability slabs, softmax in place, O = P·V into out's head columns.
         let (iq, ik, pp) = (self.input(q), self.input(k), self.output(probs));
-        let s_shape = (t, t, hd);
-        self.per_head(
-            dims,
-            s_shape,
-            iq.at(Head(false)),
-            ik.at(Head(true)),
-            (pp, Slab(false)),
-        );
-        let scale = 1.0 / (hd as f32).sqrt();
-        let t64 = t as u64;
+        let (qh, kh) = (iq.at(Head(false)), ik.at(Head(true)));
+        self.per_head(dims, z.scores, qh, kh, (pp, Slab(false)));
         launch!(
             self,
             "causal_softmax",
-            rows(r.batch * heads * t),
+            z.rows,
             &mut *probs,
-            &t64,
-            &scale
+            &z.seq,
+            &z.scale
         );
         let (ip, iv, po) = (self.input(probs), self.input(v), self.output(out));
-        let o_shape = (t, hd, t);
-        self.per_head(
-            dims,
-            o_shape,
-            ip.at(Slab(false)),
-            iv.at(Head(false)),
-            (po, Head(false)),
-        );
+        let (ps, vh) = (ip.at(Slab(false)), iv.at(Head(false)));
+        self.per_head(dims, z.values, ps, vh, (po, Head(false)));
     }
 
     fn attention_backward(
@@ -643,33 +652,30 @@ impl Backend for CudaBackend {
         dims: Dims,
         dx: Qkv<&mut CudaSlice<f32>>,
     ) {
-        let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
-        self.bind();
-        let (t, hd) = (r.seq, d / heads);
-        assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
-        assert!(dout.len() == q.len() && dx.q.len() == q.len() && dx.k.len() == q.len());
-        assert!(dx.v.len() == q.len());
-        let mut ds = self.zeros(r.batch * heads * t * t);
+        let Qkv { q, k, v } = x;
+        let lens = [
+            q.len(),
+            k.len(),
+            v.len(),
+            dout.len(),
+            dx.q.len(),
+            dx.k.len(),
+            dx.v.len(),
+        ];
+        let z = self.attention_sizes(dims, &lens, probs.len());
+        let mut ds = self.zeros(probs.len());
         // dP = dO·Vᵀ, then dS in place.
         let (ido, iv, pds) = (self.input(dout), self.input(v), self.output(&mut ds));
-        let (s_shape, o_shape) = ((t, t, hd), (t, hd, t));
-        self.per_head(
-            dims,
-            s_shape,
-            ido.at(Head(false)),
-            iv.at(Head(true)),
-            (pds, Slab(false)),
-        );
-        let scale = 1.0 / (hd as f32).sqrt();
-        let t64 = t as u64;
+        let (doh, vh) = (ido.at(Head(false)), iv.at(Head(true)));
+        self.per_head(dims, z.scores, doh, vh, (pds, Slab(false)));
         launch!(
             self,
             "causal_softmax_backward",
-            rows(r.batch * heads * t),
+            z.rows,
             &mut ds,
             probs,
-            &t64,
-            &scale
+            &z.seq,
+            &z.scale
         );
         // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO
         let (ids, ip) = (self.input(&ds), self.input(probs));
@@ -680,7 +686,7 @@ impl Backend for CudaBackend {
             (ip.at(Slab(true)), ido.at(Head(false)), self.output(dx.v)),
         ];
         for (lhs, rhs, grad) in products {
-            self.per_head(dims, o_shape, lhs, rhs, (grad, Head(false)));
+            self.per_head(dims, z.values, lhs, rhs, (grad, Head(false)));
         }
     }
 
