@@ -15,7 +15,7 @@ use tokenformer_train::collective::{Collective, Single, FNV_OFFSET};
 use tokenformer_train::data::Draw;
 use tokenformer_train::data::{tokenize_files, Windows};
 use tokenformer_train::optim::{AdamW, Schedule};
-use tokenformer_train::{Cpu, LogLine, Observer, Outcome, RunConfig, TrainConfig, Trainer};
+use tokenformer_train::{LogLine, Observer, Outcome, RunConfig, TrainConfig, Trainer};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("model").args(["preset", "config", "from"])))]
@@ -97,6 +97,10 @@ pub struct Args {
     /// the same on every device.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Arithmetic of the products: f32 (exact, the parity mode) or bf16 (CUDA only: bf16
+    /// operands, f32 accumulation, f32 weights, moments, norms and loss).
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 fn model_config(a: &Args, tokenizer_vocab: usize) -> Result<Config, String> {
@@ -261,14 +265,63 @@ fn check_digest(a: &Args, comm: &dyn Collective) -> Result<(), String> {
 }
 
 pub fn run(a: Args) -> Result<(), String> {
-    // The device first: a missing GPU fails before anything under --out is touched.
+    // The device first: a missing GPU, a precision the device lacks, or a model that does not
+    // fit fails before anything under --out is touched.
+    let precision = crate::device::precision(&a.precision)?;
     match crate::device::parse(&a.device)? {
-        crate::device::Device::Cpu => train_on(&Cpu, a),
+        crate::device::Device::Cpu => train_on(&crate::device::cpu(precision)?, a),
         #[cfg(feature = "cuda")]
-        crate::device::Device::Cuda(i) => train_on(&crate::device::cuda(i)?, a),
+        crate::device::Device::Cuda(i) => {
+            let be = crate::device::cuda(i, precision)?;
+            let need = footprint(&a, precision)?;
+            crate::device::check_fits(&be, i, need.total())?;
+            train_on(&be, a)
+        }
         #[cfg(not(feature = "cuda"))]
         crate::device::Device::Cuda(i) => Err(crate::device::no_cuda(i)),
     }
+}
+
+/// The device memory this run will need, from its model and batch as `run_on` will choose
+/// them, reading (never writing) the tokenizer, --from, --config or the checkpoint to resume.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn footprint(
+    a: &Args,
+    precision: tokenformer_train::backend::Precision,
+) -> Result<tokenformer_train::footprint::Footprint, String> {
+    let resume = if a.resume {
+        checkpoint::latest(&a.out).map_err(|e| e.to_string())?
+    } else {
+        None
+    };
+    let (cfg, tc) = match (&resume, &a.from) {
+        (Some(dir), _) => {
+            let state = checkpoint::read_state(dir).map_err(|e| e.to_string())?;
+            (
+                model_file_config(&dir.join(MODEL_FILE))?,
+                state.train_config,
+            )
+        }
+        (None, Some(path)) => (model_file_config(path)?, train_config(a)?),
+        (None, None) => {
+            let tok = common::load_tokenizer(&a.tokenizer)?;
+            (model_config(a, tok.get_vocab_size(true))?, train_config(a)?)
+        }
+    };
+    let rows = tokenformer_train::Rows {
+        batch: tc.batch,
+        seq: tc.seq,
+    };
+    Ok(tokenformer_train::footprint::training(
+        &cfg, rows, tc.accum, precision,
+    ))
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn model_file_config(path: &std::path::Path) -> Result<Config, String> {
+    let f = ModelFile::open(path).map_err(|e| e.to_string())?;
+    let m = f.model().map_err(|e| e.to_string())?;
+    Ok(m.config.clone())
 }
 
 /// Training on one device; over MPI when launched by `mpirun` (feature `mpi`).
@@ -481,4 +534,50 @@ fn run_on<B: Backend>(be: &B, a: Args, comm: &dyn Collective) -> Result<(), Stri
         trainer.tokens_seen
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use tokenformer_train::backend::Precision;
+    use tokenformer_train::footprint::training;
+    use tokenformer_train::{Cpu, Rows};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["t", "--data", "d.txt", "--tokenizer", "tok.json"];
+        Cli::try_parse_from(base.iter().chain(extra)).unwrap().a
+    }
+
+    /// The memory check (run before a GPU run touches --out) sizes the model and batch that
+    /// training will use: --from's model with the command line's batch, or on --resume the
+    /// checkpoint's model and batch; it writes nothing.
+    #[test]
+    fn the_memory_check_sizes_the_model_and_batch_that_will_train() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tokenformer_core::init::init(Config::preset("tiny").unwrap(), 1).unwrap();
+        let path = dir.path().join("m.safetensors");
+        common::save(&path, &model, tokenformer_core::DType::F32, &[]).unwrap();
+        let run = dir.path().join("run");
+        let (p, r) = (path.to_str().unwrap(), run.to_str().unwrap());
+        let a = args(&[
+            "--from", p, "--out", r, "--batch", "3", "--seq", "32", "--accum", "2",
+        ]);
+        let rows = Rows { batch: 3, seq: 32 };
+        let want = training(&model.config, rows, 2, Precision::F32);
+        assert_eq!(footprint(&a, Precision::F32).unwrap(), want);
+        assert!(!run.exists(), "the check created --out");
+
+        let t = Trainer::new(&Cpu, &model, train_config(&a).unwrap());
+        checkpoint::save_checkpoint(&run, &t, serde_json::Value::Null, 0).unwrap();
+        let b = args(&["--resume", "--out", r, "--batch", "5", "--seq", "8"]);
+        let want = training(&model.config, rows, 2, Precision::Bf16);
+        assert_eq!(footprint(&b, Precision::Bf16).unwrap(), want);
+    }
 }

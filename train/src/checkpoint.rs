@@ -216,14 +216,20 @@ fn load_params<B: Backend>(be: &B, path: &Path) -> Result<Params<B>, CheckpointE
     with_model(path, |m| Params::from_model(be, m))
 }
 
+/// A checkpoint's `state.json` (step, run configuration, data position), read only.
+pub fn read_state(dir: &Path) -> Result<TrainState, CheckpointError> {
+    let sp = dir.join(STATE);
+    let bytes = fs::read(&sp).map_err(io_err(&sp))?;
+    serde_json::from_slice(&bytes).map_err(invalid(&sp))
+}
+
 /// Restore a trainer (model, moments, step) and the data state from a checkpoint directory.
 pub fn load_checkpoint<'b, B: Backend>(
     be: &'b B,
     dir: &Path,
 ) -> Result<(Trainer<'b, B>, serde_json::Value), CheckpointError> {
+    let state = read_state(dir)?;
     let sp = dir.join(STATE);
-    let bytes = fs::read(&sp).map_err(io_err(&sp))?;
-    let state: TrainState = serde_json::from_slice(&bytes).map_err(invalid(&sp))?;
     if state.version > STATE_VERSION {
         return Err(CheckpointError::Invalid(
             sp,

@@ -7,6 +7,7 @@
 //! - [`optim`]: AdamW, clipping, warmup + cosine; [`trainer`]: one step, accumulation, eval.
 //! - [`run`]: a whole run: eval and save cadence, stop flag, JSONL log, final evaluation.
 //! - [`checkpoint`]: crash-safe training checkpoints (model + moments + state).
+//! - [`footprint`]: the device memory a run needs (checked before a GPU run starts).
 //! - [`data`]: the token-file format, building the corpus (train / held-out split), windows.
 //!
 //! Growth (appending parameter tokens) is a weight transform: `tokenformer_core::grow`.
@@ -15,6 +16,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod collective;
 pub mod data;
+pub mod footprint;
 pub mod optim;
 pub mod params;
 pub mod run;

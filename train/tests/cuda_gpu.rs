@@ -9,18 +9,22 @@
 mod gradients;
 #[path = "support/reference64.rs"]
 mod reference64;
+#[path = "support/synthetic.rs"]
+mod synthetic;
 
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+use synthetic::{tc, Synthetic};
 use tokenformer_core::init::init;
 use tokenformer_core::ops::rotary::RopeTable;
 use tokenformer_core::{Config, Rng, ThetaKind};
 use tokenformer_train::backend::cuda::{CudaBackend, CudaError};
+use tokenformer_train::backend::Precision;
 use tokenformer_train::backend::{
     AdamStep, Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Rows, Theta,
 };
 use tokenformer_train::checkpoint;
-use tokenformer_train::data::DataError;
-use tokenformer_train::optim::{AdamW, Schedule};
-use tokenformer_train::{BatchSource, Cpu, TrainConfig, Trainer};
+use tokenformer_train::{BatchSource, Cpu, Trainer};
 
 /// The backend on device 0, or None after printing why the test is skipped. A machine with a
 /// device but a broken toolchain (NVRTC, cuBLAS) fails instead.
@@ -74,14 +78,32 @@ fn mat<B: Backend>(t: bool, buf: &B::Buf) -> Mat<'_, B> {
 #[test]
 fn every_op_matches_the_cpu_backend() {
     let Some(g) = gpu() else { return };
+    // Fixed odd sizes first (not multiples of 32), then random ones, d past one block (256).
+    for (i, shape) in [(2, 7, 30, 3), (1, 33, 68, 2), (3, 5, 10, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        ops_match(&g, shape, Rng::new(7 + i as u64));
+    }
+    let shapes = (1usize..4, 1usize..40, 1usize..5, 1usize..80, any::<u64>())
+        .prop_map(|(batch, seq, heads, hd, seed)| ((batch, seq, heads * hd, heads), seed));
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 16,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&shapes, |(shape, seed)| {
+            ops_match(&g, shape, Rng::new(seed));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Every op on one shape (batch, seq, d, heads), forward and backward, against the CPU backend.
+fn ops_match(g: &CudaBackend, shape: (usize, usize, usize, usize), mut rng: Rng) {
     let c = Cpu;
-    let mut rng = Rng::new(7);
-    // Odd sizes on purpose (not multiples of 32).
-    for &(batch, seq, d, heads) in &[
-        (2usize, 7usize, 30usize, 3usize),
-        (1, 33, 68, 2),
-        (3, 5, 10, 1),
-    ] {
+    {
+        let (batch, seq, d, heads) = shape;
         let rows = Rows { batch, seq };
         let dims = Dims { rows, d, heads };
         let n = dims.numel();
@@ -246,7 +268,7 @@ fn every_op_matches_the_cpu_backend() {
         let table = RopeTable::new((d / heads) / 2 * 2, 10000.0);
         let (crope, grope) = (
             RopeTables::new(&c, &table, seq),
-            RopeTables::new(&g, &table, seq),
+            RopeTables::new(g, &table, seq),
         );
         for inverse in [false, true] {
             let (mut cr2, mut gr2) = up(&x);
@@ -409,78 +431,17 @@ fn whole_model_gradients_match_finite_differences_on_the_gpu() {
     gradients::whole_model_gradient_matches_finite_differences(&g);
 }
 
-/// Windows at seeded offsets of a patterned stream (as in training.rs).
-struct Synthetic {
-    tokens: Vec<u32>,
-    rng: Rng,
-}
-
-impl Synthetic {
-    fn new(vocab: u32, len: usize, seed: u64) -> Self {
-        let mut rng = Rng::new(seed ^ 0xDA7A);
-        let tokens = (0..len)
-            .map(|i| {
-                if rng.below(10) == 0 {
-                    rng.below(vocab as u64) as u32
-                } else {
-                    (i as u32 % 13) * 31 % vocab
-                }
-            })
-            .collect();
-        Synthetic {
-            tokens,
-            rng: Rng::new(seed),
-        }
-    }
-    fn restore(&mut self, s: &serde_json::Value) {
-        let st: [u64; 4] = serde_json::from_value(s.clone()).unwrap();
-        self.rng = Rng::from_state(st).unwrap();
-    }
-}
-
-impl BatchSource for Synthetic {
-    fn next_batch(
-        &mut self,
-        batch: usize,
-        seq: usize,
-        i: &mut Vec<u32>,
-        o: &mut Vec<u32>,
-    ) -> Result<(), DataError> {
-        i.clear();
-        o.clear();
-        for _ in 0..batch {
-            let at = self.rng.below((self.tokens.len() - seq - 1) as u64) as usize;
-            i.extend_from_slice(&self.tokens[at..at + seq]);
-            o.extend_from_slice(&self.tokens[at + 1..at + seq + 1]);
-        }
-        Ok(())
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::json!(self.rng.state())
-    }
-}
-
-fn tc(steps: u64) -> TrainConfig {
-    TrainConfig {
-        batch: 2,
-        seq: 16,
-        accum: 2,
-        steps,
-        optim: AdamW {
-            lr: 3e-3,
-            ..AdamW::default()
-        },
-        schedule: Schedule {
-            warmup: 2,
-            total: steps,
-            min_lr_ratio: 0.1,
-        },
-        seed: 0,
-    }
-}
-
 fn losses<B: Backend>(t: &mut Trainer<'_, B>, data: &mut Synthetic, steps: usize) -> Vec<f64> {
     (0..steps).map(|_| t.step(data).unwrap().loss).collect()
+}
+
+/// The losses of `steps` steps of the tiny model from a fresh start on `be`.
+fn fresh_losses<B: Backend>(be: &B, steps: u64) -> Vec<f64> {
+    losses(
+        &mut Trainer::new(be, &model(), tc(steps)),
+        &mut Synthetic::new(500, 4000, 2),
+        steps as usize,
+    )
 }
 
 fn model() -> tokenformer_core::Model<'static> {
@@ -490,21 +451,10 @@ fn model() -> tokenformer_core::Model<'static> {
 #[test]
 fn twenty_steps_match_the_cpu_and_rerun_bit_identically() {
     let Some(g) = gpu() else { return };
-    let m = model();
-    let cpu = losses(
-        &mut Trainer::new(&Cpu, &m, tc(20)),
-        &mut Synthetic::new(500, 4000, 2),
-        20,
-    );
-    let a = losses(
-        &mut Trainer::new(&g, &m, tc(20)),
-        &mut Synthetic::new(500, 4000, 2),
-        20,
-    );
-    let b = losses(
-        &mut Trainer::new(&g, &m, tc(20)),
-        &mut Synthetic::new(500, 4000, 2),
-        20,
+    let (cpu, a, b) = (
+        fresh_losses(&Cpu, 20),
+        fresh_losses(&g, 20),
+        fresh_losses(&g, 20),
     );
     for (i, (x, y)) in cpu.iter().zip(&a).enumerate() {
         assert!((x - y).abs() <= 1e-4, "step {i}: cpu {x} gpu {y}");
@@ -519,11 +469,7 @@ fn twenty_steps_match_the_cpu_and_rerun_bit_identically() {
 fn checkpoints_resume_across_devices() {
     let Some(g) = gpu() else { return };
     let m = model();
-    let straight = losses(
-        &mut Trainer::new(&Cpu, &m, tc(12)),
-        &mut Synthetic::new(500, 4000, 2),
-        12,
-    );
+    let straight = fresh_losses(&Cpu, 12);
     // GPU → CPU, then CPU → GPU.
     for first_on_gpu in [true, false] {
         let dir = tempfile::tempdir().unwrap();
@@ -543,11 +489,11 @@ fn checkpoints_resume_across_devices() {
         let mut d2 = Synthetic::new(500, 4000, 2);
         if first_on_gpu {
             let (mut t, state) = checkpoint::load_checkpoint(&Cpu, &latest).unwrap();
-            d2.restore(&state);
+            d2.restore(&state).unwrap();
             got.extend(losses(&mut t, &mut d2, 7));
         } else {
             let (mut t, state) = checkpoint::load_checkpoint(&g, &latest).unwrap();
-            d2.restore(&state);
+            d2.restore(&state).unwrap();
             got.extend(losses(&mut t, &mut d2, 7));
         }
         for (i, (x, y)) in straight.iter().zip(&got).enumerate() {
@@ -556,5 +502,68 @@ fn checkpoints_resume_across_devices() {
                 "first_on_gpu={first_on_gpu} step {i}: {x} vs {y}"
             );
         }
+    }
+}
+
+/// The bf16 backend on device 0, or None after printing why the test is skipped.
+fn gpu_bf16() -> Option<CudaBackend> {
+    gpu()?;
+    Some(CudaBackend::with_precision(0, Precision::Bf16).expect("bf16 backend"))
+}
+
+/// x rounded to bfloat16 (nearest, ties to even), as the `to_bf16` kernel rounds.
+fn bf16(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let u = x.to_bits();
+    f32::from_bits((u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) << 16)
+}
+
+#[test]
+fn bf16_products_round_only_their_operands() {
+    let Some(g) = gpu_bf16() else { return };
+    let c = Cpu;
+    let mut rng = Rng::new(11);
+    for &(m, k, n) in &[(7usize, 30usize, 37usize), (65, 129, 33), (1, 300, 5)] {
+        let (a, b) = (rand(&mut rng, m * k), rand(&mut rng, k * n));
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let size = MatMul { m, n, k };
+            let mut got = g.zeros(m * n);
+            let (ga, gb) = (g.upload(&a), g.upload(&b));
+            g.matmul(size, mat(ta, &ga), mat(tb, &gb), &mut got, false);
+            let got = g.download(&got);
+            // Exact f32 products of the rounded operands, f32 accumulation: close to the CPU's
+            // product of the rounded operands ...
+            let round = |v: &[f32]| v.iter().map(|&x| bf16(x)).collect::<Vec<_>>();
+            let mut want = c.zeros(m * n);
+            c.matmul(
+                size,
+                mat(ta, &round(&a)),
+                mat(tb, &round(&b)),
+                &mut want,
+                false,
+            );
+            close(
+                &format!("bf16 matmul {m}x{k}x{n} t{ta}{tb}"),
+                &want,
+                &got,
+                1e-4,
+            );
+            // ... and within bf16's rounding of the exact product.
+            let mut exact = c.zeros(m * n);
+            c.matmul(size, mat(ta, &a), mat(tb, &b), &mut exact, false);
+            close(&format!("bf16 vs f32 {m}x{k}x{n}"), &exact, &got, 2e-2);
+        }
+    }
+}
+
+#[test]
+fn twenty_bf16_steps_stay_within_2e_2_of_the_cpu() {
+    let Some(g) = gpu_bf16() else { return };
+    let (cpu, got) = (fresh_losses(&Cpu, 20), fresh_losses(&g, 20));
+    for (i, (x, y)) in cpu.iter().zip(&got).enumerate() {
+        println!("step {i}: cpu {x:.6} bf16 {y:.6}");
+        assert!((x - y).abs() <= 2e-2, "step {i}: cpu {x} bf16 {y}");
     }
 }

@@ -1,7 +1,7 @@
 //! Every CUDA kernel family compiles with NVRTC for sm_80 and sm_90, to PTX and to CUBIN (what
-//! the backend loads), and a kernel with an error is rejected. Needs the NVRTC library only, no
-//! GPU. Without it the test prints `skipped: ...`, unless TOKENFORMER_REQUIRE_NVRTC=1 (CI), where
-//! a missing library is a failure.
+//! the backend loads), a kernel with an error is rejected, and an architecture's images are
+//! compiled once per process. Needs the NVRTC library only, no GPU. Without it the test prints
+//! `skipped: ...`, unless TOKENFORMER_REQUIRE_NVRTC=1 (CI), where a missing library is a failure.
 #![cfg(feature = "cuda")]
 
 use tokenformer_train::backend::cuda::kernels::{self, Output};
@@ -72,4 +72,17 @@ fn a_kernel_with_an_error_is_rejected() {
     let err = kernels::compile("broken", bad, "sm_90", Output::Cubin).unwrap_err();
     println!("rejected as expected: {err}");
     assert!(err.to_string().contains("undefined_name"), "{err}");
+}
+
+#[test]
+fn each_architecture_is_compiled_once_per_process() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let first = kernels::cubins("sm_80").unwrap();
+    assert_eq!(first.len(), kernels::FAMILIES.len());
+    assert!(first.iter().all(|image| !image.is_empty()));
+    let again = kernels::cubins("sm_80").unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "compiled twice");
+    println!("sm_80: {} images, kept for the process", first.len());
 }

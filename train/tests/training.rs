@@ -13,84 +13,14 @@ use tokenformer_core::{Config, Rng, Session, ThetaKind};
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
 use tokenformer_train::data::heldout_windows;
 use tokenformer_train::data::DataError;
-use tokenformer_train::optim::{AdamW, Schedule};
 use tokenformer_train::{
     run, BatchSource, Cpu, LogLine, Observer, Outcome, Params, Rows, RunConfig, RunError, Tape,
-    TrainConfig, TrainError, Trainer,
+    TrainError, Trainer,
 };
 
-/// Windows at seeded random offsets of a fixed token stream.
-struct Synthetic {
-    tokens: Vec<u32>,
-    rng: Rng,
-}
-
-impl Synthetic {
-    /// Rebuild the position a saved `state` describes.
-    fn restore(&mut self, s: &serde_json::Value) -> Result<(), String> {
-        let st: [u64; 4] = serde_json::from_value(s.clone()).map_err(|e| e.to_string())?;
-        self.rng = Rng::from_state(st).ok_or("zero rng state")?;
-        Ok(())
-    }
-    /// A stream with structure to learn: a repeating pattern with noise.
-    fn new(vocab: u32, len: usize, seed: u64) -> Self {
-        let mut rng = Rng::new(seed ^ 0xDA7A);
-        let tokens = (0..len)
-            .map(|i| {
-                if rng.below(10) == 0 {
-                    rng.below(vocab as u64) as u32
-                } else {
-                    (i as u32 % 13) * 31 % vocab
-                }
-            })
-            .collect();
-        Synthetic {
-            tokens,
-            rng: Rng::new(seed),
-        }
-    }
-}
-
-impl BatchSource for Synthetic {
-    fn next_batch(
-        &mut self,
-        batch: usize,
-        seq: usize,
-        inputs: &mut Vec<u32>,
-        targets: &mut Vec<u32>,
-    ) -> Result<(), DataError> {
-        inputs.clear();
-        targets.clear();
-        for _ in 0..batch {
-            let o = self.rng.below((self.tokens.len() - seq - 1) as u64) as usize;
-            inputs.extend_from_slice(&self.tokens[o..o + seq]);
-            targets.extend_from_slice(&self.tokens[o + 1..o + seq + 1]);
-        }
-        Ok(())
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::json!(self.rng.state())
-    }
-}
-
-fn tc(steps: u64) -> TrainConfig {
-    TrainConfig {
-        batch: 2,
-        seq: 16,
-        accum: 2,
-        steps,
-        optim: AdamW {
-            lr: 3e-3,
-            ..AdamW::default()
-        },
-        schedule: Schedule {
-            warmup: 2,
-            total: steps,
-            min_lr_ratio: 0.1,
-        },
-        seed: 0,
-    }
-}
+#[path = "support/synthetic.rs"]
+mod synthetic;
+use synthetic::{tc, Synthetic};
 
 fn tiny() -> Config {
     Config::preset("tiny").unwrap()

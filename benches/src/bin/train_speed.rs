@@ -6,8 +6,8 @@
 //!
 //! `--device cuda` (a build with `--features cuda`) also prints the model FLOPs utilisation:
 //! FLOPs per token = 6 × parameters (the tied embedding once) + 12 × layers × d × seq (attention),
-//! as llm.c and PaLM count, over `--peak-tflops` (default: 67, an H100 / H200's dense f32 rate;
-//! give the device's own figure, e.g. 989 for bf16 tensor cores on an H100 / H200).
+//! as llm.c and PaLM count, over `--peak-tflops` (default: an H100 / H200's dense rate, 67 in
+//! f32 and 989 in bf16 on the tensor cores; give another device's own figure).
 //!
 //! With `--torch`, runs benches/peers/train_torch.py (PyTorch installed by hand, never in CI)
 //! with the same arguments and prints the ratio.
@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Rng, ThetaKind};
-use tokenformer_train::backend::Backend;
+use tokenformer_train::backend::{Backend, Precision};
 use tokenformer_train::data::DataError;
 use tokenformer_train::optim::{AdamW, Schedule};
 use tokenformer_train::{BatchSource, Cpu, LogLine, Observer, RunConfig, TrainConfig, Trainer};
@@ -65,14 +65,18 @@ fn main() {
             .unwrap_or_else(|| default.to_string())
     };
     let (device, precision) = (get_s("--device", "cpu"), get_s("--precision", "f32"));
-    let peak_tflops: f64 = get_s("--peak-tflops", "67")
+    let precision: Precision = precision.parse().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
+    // An H100 / H200's dense rates: f32 on the CUDA cores, bf16 on the tensor cores.
+    let default_peak = match precision {
+        Precision::F32 => "67",
+        Precision::Bf16 => "989",
+    };
+    let peak_tflops: f64 = get_s("--peak-tflops", default_peak)
         .parse()
         .expect("--peak-tflops wants a number");
-    if precision != "f32" {
-        // bf16 products (llm.c's recipe) are not implemented yet: say so rather than mislabel f32.
-        eprintln!("--precision {precision}: only f32 is implemented");
-        std::process::exit(2);
-    }
     let get = |name: &str, default: usize| -> usize {
         args.iter()
             .position(|a| a == name)
@@ -130,17 +134,24 @@ fn main() {
         seed: 0,
     };
     let secs = match device.as_str() {
-        "cpu" => measure(&Cpu, &model, tc, vocab),
+        "cpu" => {
+            tokenformer_train::backend::cpu_precision(precision).unwrap_or_else(|e| {
+                eprintln!("--device cpu: {e}");
+                std::process::exit(2)
+            });
+            measure(&Cpu, &model, tc, vocab)
+        }
         #[cfg(feature = "cuda")]
         dev if dev.starts_with("cuda") => {
             let index = dev
                 .strip_prefix("cuda:")
                 .map_or(0, |i| i.parse().expect("cuda:N"));
             let be =
-                tokenformer_train::backend::cuda::CudaBackend::new(index).unwrap_or_else(|e| {
-                    eprintln!("--device {dev}: {e}");
-                    std::process::exit(1)
-                });
+                tokenformer_train::backend::cuda::CudaBackend::with_precision(index, precision)
+                    .unwrap_or_else(|e| {
+                        eprintln!("--device {dev}: {e}");
+                        std::process::exit(1)
+                    });
             eprintln!("device: {}", be.describe());
             measure(&be, &model, tc, vocab)
         }
@@ -155,7 +166,8 @@ fn main() {
     let flops_per_token = 6.0 * cfg.param_count() as f64 + 12.0 * (layers * d * seq) as f64;
     let mfu = ours * flops_per_token / (peak_tflops * 1e12);
     println!(
-        "{{\"impl\": \"tokenformer-train {device}\", \"precision\": \"{precision}\", \"threads\": {threads}, \"params\": {}, \"tokens_per_s\": {ours:.1}, \"step_ms\": {:.1}, \"mfu\": {mfu:.4}, \"peak_tflops\": {peak_tflops}}}",
+        "{{\"impl\": \"tokenformer-train {device}\", \"precision\": \"{}\", \"threads\": {threads}, \"params\": {}, \"tokens_per_s\": {ours:.1}, \"step_ms\": {:.1}, \"mfu\": {mfu:.4}, \"peak_tflops\": {peak_tflops}}}",
+        precision.name(),
         cfg.param_count(),
         secs * 1e3 / steps as f64
     );

@@ -14,6 +14,72 @@ pub mod cuda;
 use tokenformer_core::ops::rotary::RopeTable;
 use tokenformer_core::{Config, ThetaKind};
 
+/// The arithmetic of the products. `F32` is exact f32 everywhere (the parity mode, every
+/// backend). `Bf16` (CUDA only) rounds the operands of every product to bfloat16 and accumulates
+/// in f32 (llm.c's recipe); weights, moments, norms, Θ, softmax and the loss stay f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = PrecisionError;
+    fn from_str(s: &str) -> Result<Precision, PrecisionError> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(PrecisionError::Unknown(s.to_string())),
+        }
+    }
+}
+
+/// A precision that is not known, or that a backend does not implement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrecisionError {
+    Unknown(String),
+    Unsupported {
+        backend: &'static str,
+        precision: Precision,
+    },
+}
+
+impl std::fmt::Display for PrecisionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrecisionError::Unknown(s) => write!(f, "--precision must be f32 or bf16, got `{s}`"),
+            PrecisionError::Unsupported { backend, precision } => write!(
+                f,
+                "--precision {}: the {backend} backend computes in f32 only (bf16 is a CUDA mode)",
+                precision.name()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PrecisionError {}
+
+/// The CPU backend's answer to a precision: f32 only.
+pub fn cpu_precision(p: Precision) -> Result<(), PrecisionError> {
+    match p {
+        Precision::F32 => Ok(()),
+        precision => Err(PrecisionError::Unsupported {
+            backend: "cpu",
+            precision,
+        }),
+    }
+}
+
 /// The shape of one batch of rows: `batch` sequences of `seq` positions, row r at position
 /// r % seq of sequence r / seq.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,11 +1,13 @@
 //! The kernel sources (one `.cu` file per op family, each prefixed with `common.cuh`) and their
 //! compilation with NVRTC: to CUBIN for the device's exact architecture, because PTX from a
 //! newer NVRTC does not JIT on an older driver while SASS runs under CUDA's minor-version
-//! compatibility.
+//! compatibility. Each architecture is compiled once per process (`cubins`).
 
 use super::CudaError;
 use cudarc::nvrtc::{result, sys};
+use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr};
+use std::sync::{Arc, Mutex, OnceLock};
 
 const COMMON: &str = include_str!("kernels/common.cuh");
 
@@ -51,6 +53,7 @@ pub const FAMILIES: &[(&str, &str, &[&str])] = &[
             "adamw",
             "sum_squares_parts",
             "sum_parts",
+            "to_bf16",
         ],
     ),
 ];
@@ -117,6 +120,26 @@ pub fn compile(
     // SAFETY: prog is live; destroyed exactly once.
     let _ = unsafe { result::destroy_program(prog) };
     res.map_err(err)
+}
+
+/// Every family's CUBIN for `arch`, in `FAMILIES` order: compiled on first use and kept for the
+/// process, so a second backend (another precision, another device of the same kind) does not
+/// compile again.
+pub fn cubins(arch: &str) -> Result<Arc<Vec<Vec<u8>>>, CudaError> {
+    type Cache = Mutex<HashMap<String, Arc<Vec<Vec<u8>>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Cache::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(images) = cache.get(arch) {
+        return Ok(images.clone());
+    }
+    let images = FAMILIES
+        .iter()
+        .map(|&(family, src, _)| compile(family, src, arch, Output::Cubin))
+        .collect::<Result<Vec<_>, _>>()?;
+    let images = Arc::new(images);
+    cache.insert(arch.to_string(), images.clone());
+    Ok(images)
 }
 
 /// # Safety

@@ -1,6 +1,13 @@
 //! The CUDA backend (feature `cuda`): device buffers (`CudaSlice<f32>`), every product on
-//! cuBLAS in f32 with TF32 off (the parity mode), every other op an NVRTC kernel from
-//! `kernels/*.cu`, compiled once per process to CUBIN for the device's architecture.
+//! cuBLAS, every other op an NVRTC kernel from `kernels/*.cu`, compiled once per process to
+//! CUBIN for the device's architecture.
+//!
+//! Precision: `F32` computes the products in pedantic f32 (TF32 off: the parity mode).
+//! `Bf16` rounds both operands of every product to bfloat16 just before it (the `to_bf16`
+//! kernel, into a scratch buffer) and multiplies on the tensor cores with f32 accumulation and
+//! f32 output; weights, gradients, moments, and all arithmetic in the norms, Θ, softmax and the
+//! loss stay f32. Departure from llm.c: activations are *stored* in f32 and rounded per product,
+//! so bf16 saves tensor-core time but not activation memory or bandwidth.
 //!
 //! Reductions run in a fixed order (block trees, per-column loops; no float atomics), so two runs
 //! are bit-identical. Status: compiled and NVRTC-checked; not yet run on a GPU.
@@ -13,12 +20,13 @@
 mod gemm;
 pub mod kernels;
 
-use super::{AdamStep, Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Theta};
+use super::{AdamStep, Affine, Backend, Dims, Mat, MatMul, Precision, Qkv, RopeTables, Theta};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
+    PushKernelArg,
 };
-use gemm::Operand;
+use gemm::{Operand, Ptr};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -99,6 +107,20 @@ pub struct CudaBackend {
     blas: CudaBlas,
     kernels: HashMap<&'static str, CudaFunction>,
     arch: String,
+    precision: Precision,
+}
+
+/// A product's input as cuBLAS reads it: the f32 buffer itself, or its bf16 rounding (kept
+/// alive here until the product is queued).
+struct Input {
+    ptr: Ptr,
+    _rounded: Option<CudaSlice<u16>>,
+}
+
+impl Input {
+    fn at(&self, part: Part) -> (Ptr, Part) {
+        (self.ptr, part)
+    }
 }
 
 /// Threads per block; must match BLOCK in common.cuh.
@@ -132,10 +154,74 @@ fn theta_kind(k: ThetaKind) -> i32 {
 /// Elements summed per block in `sum_squares` (fixed: the order does not depend on the device).
 const SQ_CHUNK: usize = 1 << 16;
 
+/// An attention operand, used transposed or not: one head's columns of a [rows, d] activation,
+/// or one head's [seq, seq] slab of scores.
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    Head(bool),
+    Slab(bool),
+}
+use Part::{Head, Slab};
+
+impl Part {
+    /// Its cuBLAS layout (heads are the batch of a strided-batched product) and the elements
+    /// between two sequences.
+    fn layout(self, dims: Dims) -> (Operand, usize) {
+        let (t, d, heads) = (dims.rows.seq, dims.d, dims.heads);
+        match self {
+            Head(tr) => (
+                Operand {
+                    ld: d,
+                    t: tr,
+                    stride: d / heads,
+                },
+                t * d,
+            ),
+            Slab(tr) => (
+                Operand {
+                    ld: t,
+                    t: tr,
+                    stride: t * t,
+                },
+                heads * t * t,
+            ),
+        }
+    }
+}
+
+/// Attention's sizes: the sequence length, the (m, n, k) of S = Q·Kᵀ and of O = P·V, the
+/// softmax scale, and the softmax kernels' launch (one block per score row).
+struct AttentionSizes {
+    seq: u64,
+    scores: (usize, usize, usize),
+    values: (usize, usize, usize),
+    scale: f32,
+    rows: LaunchConfig,
+}
+
+/// Launch `$k` with config `$cfg` and the given arguments (each passed by reference).
+macro_rules! launch {
+    ($be:expr, $k:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let cfg = $cfg;
+        let f = $be.f($k);
+        let mut b = $be.stream.launch_builder(f);
+        $(b.arg($arg);)*
+        // SAFETY: the arguments match the kernel's signature in kernels/*.cu and the buffers
+        // are sized by the callers' shapes (the trait's contract, asserted where cheap).
+        unsafe { b.launch(cfg) }.expect(concat!("CUDA launch ", $k));
+    }};
+}
+
 impl CudaBackend {
-    /// The backend on device `index`: checks the driver, the index, compiles every kernel family
-    /// for the device's compute capability, and makes a cuBLAS handle with TF32 off.
+    /// The backend on device `index` in f32 (the parity mode).
     pub fn new(index: usize) -> Result<CudaBackend, CudaError> {
+        Self::with_precision(index, Precision::F32)
+    }
+
+    /// The backend on device `index`: checks the driver, the index, compiles every kernel family
+    /// for the device's compute capability, and makes a cuBLAS handle (pedantic math, so no
+    /// TF32, in f32; default math, so tensor cores, in bf16).
+    pub fn with_precision(index: usize, precision: Precision) -> Result<CudaBackend, CudaError> {
         let count = device_count()?;
         if index >= count {
             return Err(CudaError::BadIndex { index, count });
@@ -157,21 +243,20 @@ impl CudaBackend {
         let arch = format!("sm_{major}{minor}");
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(driver)?;
-        // SAFETY: a live handle; pedantic math: no TF32, no reduced-precision reductions.
-        unsafe {
-            cudarc::cublas::sys::cublasSetMathMode(
-                *blas.handle(),
-                cudarc::cublas::sys::cublasMath_t::CUBLAS_PEDANTIC_MATH,
-            )
-        }
-        .result()
-        .map_err(driver)?;
-        let arch_static: &'static str = Box::leak(arch.clone().into_boxed_str());
+        use cudarc::cublas::sys::cublasMath_t as Math;
+        let math = match precision {
+            Precision::F32 => Math::CUBLAS_PEDANTIC_MATH,
+            Precision::Bf16 => Math::CUBLAS_DEFAULT_MATH,
+        };
+        // SAFETY: a live handle.
+        unsafe { cudarc::cublas::sys::cublasSetMathMode(*blas.handle(), math) }
+            .result()
+            .map_err(driver)?;
         let mut map = HashMap::new();
-        for &(family, src, names) in kernels::FAMILIES {
-            let bin = kernels::compile(family, src, arch_static, kernels::Output::Cubin)?;
+        let images = kernels::cubins(&arch)?;
+        for (&(_, _, names), bin) in kernels::FAMILIES.iter().zip(images.iter()) {
             let module = ctx
-                .load_module(cudarc::nvrtc::Ptx::from_binary(bin))
+                .load_module(cudarc::nvrtc::Ptx::from_binary(bin.clone()))
                 .map_err(driver)?;
             for &name in names {
                 map.insert(name, module.load_function(name).map_err(driver)?);
@@ -183,13 +268,23 @@ impl CudaBackend {
             blas,
             kernels: map,
             arch,
+            precision,
         })
     }
 
     /// The device's name and architecture, for logs.
     pub fn describe(&self) -> String {
         let name = self.ctx.name().unwrap_or_else(|_| "unknown".into());
-        format!("{name} ({}, device {})", self.arch, self.ctx.ordinal())
+        format!(
+            "{name} ({}, device {}, {})",
+            self.arch,
+            self.ctx.ordinal(),
+            self.precision.name()
+        )
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// (free, total) device memory in bytes.
@@ -224,19 +319,78 @@ impl CudaBackend {
     fn upload_u32(&self, x: &[u32]) -> CudaSlice<u32> {
         self.stream.clone_htod(x).expect("CUDA upload")
     }
-}
 
-/// Launch `$k` with config `$cfg` and the given arguments (each passed by reference).
-macro_rules! launch {
-    ($be:expr, $k:literal, $cfg:expr, $($arg:expr),* $(,)?) => {{
-        let cfg = $cfg;
-        let f = $be.f($k);
-        let mut b = $be.stream.launch_builder(f);
-        $(b.arg($arg);)*
-        // SAFETY: the arguments match the kernel's signature in kernels/*.cu and the buffers
-        // are sized by the callers' shapes (the trait's contract, asserted where cheap).
-        unsafe { b.launch(cfg) }.expect(concat!("CUDA launch ", $k));
-    }};
+    /// `x` as a product reads it in this backend's precision.
+    fn input(&self, x: &CudaSlice<f32>) -> Input {
+        match self.precision {
+            Precision::F32 => {
+                let addr = x.device_ptr(&self.stream).0;
+                Input {
+                    ptr: Ptr::f32(addr),
+                    _rounded: None,
+                }
+            }
+            Precision::Bf16 => {
+                // SAFETY: to_bf16 writes every element before any read.
+                let mut y: CudaSlice<u16> =
+                    unsafe { self.stream.alloc(x.len().max(1)) }.expect("CUDA alloc");
+                let n = x.len() as u64;
+                launch!(self, "to_bf16", elems(x.len()), x, &n, &mut y);
+                let addr = y.device_ptr(&self.stream).0;
+                Input {
+                    ptr: Ptr::bf16(addr),
+                    _rounded: Some(y),
+                }
+            }
+        }
+    }
+
+    /// A product's f32 output.
+    fn output(&self, c: &mut CudaSlice<f32>) -> Ptr {
+        let addr = c.device_ptr_mut(&self.stream).0;
+        Ptr::f32(addr)
+    }
+
+    /// What attention's forward and backward share: the context bound to this thread, every
+    /// [rows, d] activation's length and the probabilities' checked, and the sizes.
+    fn attention_sizes(&self, dims: Dims, acts: &[usize], probs: usize) -> AttentionSizes {
+        self.bind();
+        let (t, hd) = (dims.rows.seq, dims.head_dim());
+        let slabs = dims.rows.batch * dims.heads * t * t;
+        assert!(acts.iter().all(|&n| n == dims.numel()) && probs == slabs);
+        AttentionSizes {
+            seq: t as u64,
+            scores: (t, t, hd),
+            values: (t, hd, t),
+            scale: 1.0 / (hd as f32).sqrt(),
+            rows: rows(dims.rows.batch * dims.heads * t),
+        }
+    }
+
+    /// c = a·b of sizes (m, n, k) for every head of every sequence: one strided-batched product
+    /// over the heads per sequence.
+    fn per_head(
+        &self,
+        dims: Dims,
+        mnk: (usize, usize, usize),
+        a: (Ptr, Part),
+        b: (Ptr, Part),
+        c: (Ptr, Part),
+    ) {
+        let ((la, sa), (lb, sb), (lc, sc)) = (a.1.layout(dims), b.1.layout(dims), c.1.layout(dims));
+        for s in 0..dims.rows.batch {
+            let (pa, pb, pc) = (a.0.at(s * sa), b.0.at(s * sb), c.0.at(s * sc));
+            gemm::gemm(
+                &self.blas,
+                mnk,
+                (pa, la),
+                (pb, lb),
+                (pc, lc),
+                dims.heads,
+                false,
+            );
+        }
+    }
 }
 
 impl Backend for CudaBackend {
@@ -296,12 +450,14 @@ impl Backend for CudaBackend {
             t: false,
             stride: 0,
         };
+        let (ia, ib) = (self.input(a.buf), self.input(b.buf));
+        let pc = self.output(c);
         gemm::gemm(
             &self.blas,
             (m, n, k),
-            (a.buf, oa),
-            (b.buf, ob),
-            (c, oc),
+            (ia.ptr, oa),
+            (ib.ptr, ob),
+            (pc, oc),
             1,
             accumulate,
         );
@@ -469,58 +625,23 @@ impl Backend for CudaBackend {
         out: &mut CudaSlice<f32>,
         probs: &mut CudaSlice<f32>,
     ) {
-        let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
-        self.bind();
-        let (t, hd) = (r.seq, d / heads);
-        assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
-        let head = |t_: bool| Operand {
-            ld: d,
-            t: t_,
-            stride: hd,
-        };
-        let slab = Operand {
-            ld: t,
-            t: false,
-            stride: t * t,
-        };
-        for b in 0..r.batch {
-            let (xo, po) = (b * t * d, b * heads * t * t);
-            // S = Q·Kᵀ per head, into this sequence's probability slabs.
-            let mut p = probs.slice_mut(po..po + heads * t * t);
-            gemm::gemm(
-                &self.blas,
-                (t, t, hd),
-                (&q.slice(xo..), head(false)),
-                (&k.slice(xo..), head(true)),
-                (&mut p, slab),
-                heads,
-                false,
-            );
-        }
-        let scale = 1.0 / (hd as f32).sqrt();
-        let t64 = t as u64;
+        let Qkv { q, k, v } = x;
+        let z = self.attention_sizes(dims, &[q.len(), k.len(), v.len(), out.len()], probs.len());
+        // S = Q·Kᵀ into the probability slabs, softmax in place, O = P·V into out's head columns.
+        let (iq, ik, pp) = (self.input(q), self.input(k), self.output(probs));
+        let (qh, kh) = (iq.at(Head(false)), ik.at(Head(true)));
+        self.per_head(dims, z.scores, qh, kh, (pp, Slab(false)));
         launch!(
             self,
             "causal_softmax",
-            rows(r.batch * heads * t),
+            z.rows,
             &mut *probs,
-            &t64,
-            &scale
+            &z.seq,
+            &z.scale
         );
-        for b in 0..r.batch {
-            let (xo, po) = (b * t * d, b * heads * t * t);
-            // O = P·V per head, written straight into the head's columns of out.
-            let mut o = out.slice_mut(xo..);
-            gemm::gemm(
-                &self.blas,
-                (t, hd, t),
-                (&probs.slice(po..), slab),
-                (&v.slice(xo..), head(false)),
-                (&mut o, head(false)),
-                heads,
-                false,
-            );
-        }
+        let (ip, iv, po) = (self.input(probs), self.input(v), self.output(out));
+        let (ps, vh) = (ip.at(Slab(false)), iv.at(Head(false)));
+        self.per_head(dims, z.values, ps, vh, (po, Head(false)));
     }
 
     fn attention_backward(
@@ -531,72 +652,41 @@ impl Backend for CudaBackend {
         dims: Dims,
         dx: Qkv<&mut CudaSlice<f32>>,
     ) {
-        let (Qkv { q, k, v }, Dims { rows: r, d, heads }) = (x, dims);
-        self.bind();
-        let Qkv {
-            q: dq,
-            k: dk,
-            v: dv,
-        } = dx;
-        let (t, hd) = (r.seq, d / heads);
-        assert!(q.len() == r.count() * d && probs.len() >= r.batch * heads * t * t);
-        let head = |t_: bool| Operand {
-            ld: d,
-            t: t_,
-            stride: hd,
-        };
-        let slab = |t_: bool| Operand {
-            ld: t,
-            t: t_,
-            stride: t * t,
-        };
-        let mut ds = self.zeros(r.batch * heads * t * t);
-        for b in 0..r.batch {
-            let (xo, po) = (b * t * d, b * heads * t * t);
-            // dP = dO·Vᵀ
-            let mut s = ds.slice_mut(po..);
-            gemm::gemm(
-                &self.blas,
-                (t, t, hd),
-                (&dout.slice(xo..), head(false)),
-                (&v.slice(xo..), head(true)),
-                (&mut s, slab(false)),
-                heads,
-                false,
-            );
-        }
-        let scale = 1.0 / (hd as f32).sqrt();
-        let t64 = t as u64;
+        let Qkv { q, k, v } = x;
+        let lens = [
+            q.len(),
+            k.len(),
+            v.len(),
+            dout.len(),
+            dx.q.len(),
+            dx.k.len(),
+            dx.v.len(),
+        ];
+        let z = self.attention_sizes(dims, &lens, probs.len());
+        let mut ds = self.zeros(probs.len());
+        // dP = dO·Vᵀ, then dS in place.
+        let (ido, iv, pds) = (self.input(dout), self.input(v), self.output(&mut ds));
+        let (doh, vh) = (ido.at(Head(false)), iv.at(Head(true)));
+        self.per_head(dims, z.scores, doh, vh, (pds, Slab(false)));
         launch!(
             self,
             "causal_softmax_backward",
-            rows(r.batch * heads * t),
+            z.rows,
             &mut ds,
             probs,
-            &t64,
-            &scale
+            &z.seq,
+            &z.scale
         );
-        for b in 0..r.batch {
-            let (xo, po) = (b * t * d, b * heads * t * t);
-            let (sv, pv) = (ds.slice(po..), probs.slice(po..));
-            // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO
-            let products = [
-                (&sv, false, k, &mut *dq),
-                (&sv, true, q, &mut *dk),
-                (&pv, true, dout, &mut *dv),
-            ];
-            for (lhs, lt, rhs, grad) in products {
-                let mut g = grad.slice_mut(xo..);
-                gemm::gemm(
-                    &self.blas,
-                    (t, hd, t),
-                    (lhs, slab(lt)),
-                    (&rhs.slice(xo..), head(false)),
-                    (&mut g, head(false)),
-                    heads,
-                    false,
-                );
-            }
+        // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO
+        let (ids, ip) = (self.input(&ds), self.input(probs));
+        let (ik, iq) = (self.input(k), self.input(q));
+        let products = [
+            (ids.at(Slab(false)), ik.at(Head(false)), self.output(dx.q)),
+            (ids.at(Slab(true)), iq.at(Head(false)), self.output(dx.k)),
+            (ip.at(Slab(true)), ido.at(Head(false)), self.output(dx.v)),
+        ];
+        for (lhs, rhs, grad) in products {
+            self.per_head(dims, z.values, lhs, rhs, (grad, Head(false)));
         }
     }
 

@@ -41,3 +41,16 @@ extern "C" __global__ void sum_parts(const double* parts, unsigned long long n, 
     s = block_sum(s, sh);
     if (threadIdx.x == 0) out[0] = s;
 }
+
+// y = bf16(x): round to nearest, ties to even (NaN stays a quiet NaN), stored as the 16 bits
+// cuBLAS reads as CUDA_R_16BF. The bf16 mode's operand conversion before each product.
+extern "C" __global__ void to_bf16(const float* x, unsigned long long n, unsigned short* y) {
+    unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned int u = __float_as_uint(x[i]);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        y[i] = (unsigned short)((u >> 16) | 0x40u);
+    } else {
+        y[i] = (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
