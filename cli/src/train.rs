@@ -290,10 +290,21 @@ fn on_device(device: crate::device::Device, a: Args, host: &dyn Collective) -> R
         crate::device::Device::Cpu => train_on(&Cpu, a, host),
         #[cfg(feature = "cuda")]
         crate::device::Device::Cuda(i) => {
-            let be = crate::device::cuda(i + host.node_rank()).map_err(|e| match host.size() {
-                1 => e,
-                _ => format!("{e} (rank r of a node takes GPU N + r of --device cuda:N)"),
-            })?;
+            let gpu = i + host.node_rank();
+            if let (true, Ok(n)) = (
+                host.size() > 1,
+                tokenformer_train::backend::cuda::device_count(),
+            ) {
+                if gpu >= n {
+                    return Err(format!(
+                        "--device cuda:{i}: rank {} of this node takes GPU {gpu}, this machine \
+                         has {n}: start at most {} ranks per node",
+                        host.node_rank(),
+                        n.saturating_sub(i)
+                    ));
+                }
+            }
+            let be = crate::device::cuda(gpu)?;
             #[cfg(feature = "nccl")]
             if host.size() > 1 {
                 let nccl = tokenformer_train::collective::nccl::Nccl::new(host, &be)

@@ -9,7 +9,10 @@
 mod gradients;
 #[path = "support/reference64.rs"]
 mod reference64;
+#[path = "support/synthetic.rs"]
+mod synthetic;
 
+use synthetic::Synthetic;
 use tokenformer_core::init::init;
 use tokenformer_core::ops::rotary::RopeTable;
 use tokenformer_core::{Config, Rng, ThetaKind};
@@ -18,8 +21,6 @@ use tokenformer_train::backend::{
     AdamStep, Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Rows, Theta,
 };
 use tokenformer_train::checkpoint;
-use tokenformer_train::data::DataError;
-use tokenformer_train::optim::{AdamW, Schedule};
 use tokenformer_train::{BatchSource, Cpu, TrainConfig, Trainer};
 
 /// The backend on device 0, or None after printing why the test is skipped. A machine with a
@@ -409,74 +410,8 @@ fn whole_model_gradients_match_finite_differences_on_the_gpu() {
     gradients::whole_model_gradient_matches_finite_differences(&g);
 }
 
-/// Windows at seeded offsets of a patterned stream (as in training.rs).
-struct Synthetic {
-    tokens: Vec<u32>,
-    rng: Rng,
-}
-
-impl Synthetic {
-    fn new(vocab: u32, len: usize, seed: u64) -> Self {
-        let mut rng = Rng::new(seed ^ 0xDA7A);
-        let tokens = (0..len)
-            .map(|i| {
-                if rng.below(10) == 0 {
-                    rng.below(vocab as u64) as u32
-                } else {
-                    (i as u32 % 13) * 31 % vocab
-                }
-            })
-            .collect();
-        Synthetic {
-            tokens,
-            rng: Rng::new(seed),
-        }
-    }
-    fn restore(&mut self, s: &serde_json::Value) {
-        let st: [u64; 4] = serde_json::from_value(s.clone()).unwrap();
-        self.rng = Rng::from_state(st).unwrap();
-    }
-}
-
-impl BatchSource for Synthetic {
-    fn next_batch(
-        &mut self,
-        batch: usize,
-        seq: usize,
-        i: &mut Vec<u32>,
-        o: &mut Vec<u32>,
-    ) -> Result<(), DataError> {
-        i.clear();
-        o.clear();
-        for _ in 0..batch {
-            let at = self.rng.below((self.tokens.len() - seq - 1) as u64) as usize;
-            i.extend_from_slice(&self.tokens[at..at + seq]);
-            o.extend_from_slice(&self.tokens[at + 1..at + seq + 1]);
-        }
-        Ok(())
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::json!(self.rng.state())
-    }
-}
-
 fn tc(steps: u64) -> TrainConfig {
-    TrainConfig {
-        batch: 2,
-        seq: 16,
-        accum: 2,
-        steps,
-        optim: AdamW {
-            lr: 3e-3,
-            ..AdamW::default()
-        },
-        schedule: Schedule {
-            warmup: 2,
-            total: steps,
-            min_lr_ratio: 0.1,
-        },
-        seed: 0,
-    }
+    synthetic::train_config(2, steps)
 }
 
 fn losses<B: Backend>(t: &mut Trainer<'_, B>, data: &mut Synthetic, steps: usize) -> Vec<f64> {
@@ -543,11 +478,11 @@ fn checkpoints_resume_across_devices() {
         let mut d2 = Synthetic::new(500, 4000, 2);
         if first_on_gpu {
             let (mut t, state) = checkpoint::load_checkpoint(&Cpu, &latest).unwrap();
-            d2.restore(&state);
+            d2.restore(&state).unwrap();
             got.extend(losses(&mut t, &mut d2, 7));
         } else {
             let (mut t, state) = checkpoint::load_checkpoint(&g, &latest).unwrap();
-            d2.restore(&state);
+            d2.restore(&state).unwrap();
             got.extend(losses(&mut t, &mut d2, 7));
         }
         for (i, (x, y)) in straight.iter().zip(&got).enumerate() {

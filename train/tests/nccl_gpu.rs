@@ -9,13 +9,15 @@
 //! scripts/gpu-check.sh counts it as skipped). A device without libnccl is a failure.
 #![cfg(feature = "nccl")]
 
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use synthetic::{train_config, Synthetic};
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Rng};
 use tokenformer_train::backend::cuda::{device_count, CudaBackend};
 use tokenformer_train::collective::nccl::Nccl;
-use tokenformer_train::data::{micro_batch_seed, DataError};
-use tokenformer_train::optim::{AdamW, Schedule};
-use tokenformer_train::{Backend, BatchSource, Collective, Single, TrainConfig, Trainer};
+use tokenformer_train::{Backend, Collective, Single, Trainer};
 
 /// The number of CUDA devices, or None after printing why the test is skipped.
 fn gpus(need: usize) -> Option<usize> {
@@ -38,80 +40,8 @@ fn backend(index: usize) -> CudaBackend {
     be
 }
 
-/// Windows of a patterned stream drawn from (seed, step, micro-batch) alone, as the training
-/// data's keyed draw: N ranks × accum A see the windows of 1 rank × accum N·A.
-struct Keyed {
-    tokens: Vec<u32>,
-    seed: u64,
-    rng: Rng,
-}
-
-impl Keyed {
-    fn new(vocab: u32, len: usize, seed: u64) -> Keyed {
-        let mut rng = Rng::new(seed ^ 0xDA7A);
-        let tokens = (0..len)
-            .map(|i| {
-                if rng.below(10) == 0 {
-                    rng.below(vocab as u64) as u32
-                } else {
-                    (i as u32 % 13) * 31 % vocab
-                }
-            })
-            .collect();
-        Keyed {
-            tokens,
-            seed,
-            rng: Rng::new(seed),
-        }
-    }
-}
-
-impl BatchSource for Keyed {
-    fn seek(&mut self, step: u64, micro: u64) {
-        self.rng = Rng::new(micro_batch_seed(self.seed, step, micro));
-    }
-    fn next_batch(
-        &mut self,
-        batch: usize,
-        seq: usize,
-        i: &mut Vec<u32>,
-        o: &mut Vec<u32>,
-    ) -> Result<(), DataError> {
-        i.clear();
-        o.clear();
-        for _ in 0..batch {
-            let at = self.rng.below((self.tokens.len() - seq - 1) as u64) as usize;
-            i.extend_from_slice(&self.tokens[at..at + seq]);
-            o.extend_from_slice(&self.tokens[at + 1..at + seq + 1]);
-        }
-        Ok(())
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-}
-
-fn tc(accum: usize, steps: u64) -> TrainConfig {
-    TrainConfig {
-        batch: 2,
-        seq: 16,
-        accum,
-        steps,
-        optim: AdamW {
-            lr: 3e-3,
-            ..AdamW::default()
-        },
-        schedule: Schedule {
-            warmup: 2,
-            total: steps,
-            min_lr_ratio: 0.1,
-        },
-        seed: 0,
-    }
-}
-
 fn losses<B: Backend>(t: &mut Trainer<'_, B>, steps: u64) -> Vec<f64> {
-    let mut data = Keyed::new(500, 4000, 2);
+    let mut data = Synthetic::keyed(500, 4000, 2);
     (0..steps)
         .map(|_| t.step(&mut data).unwrap().loss)
         .collect()
@@ -167,9 +97,9 @@ fn one_rank_all_reduce_runs_on_the_device() {
 
     // A trainer whose gradients pass through NCCL steps exactly as one without.
     let m = model();
-    let plain = losses(&mut Trainer::new(&be, &m, tc(2, 6)), 6);
+    let plain = losses(&mut Trainer::new(&be, &m, train_config(2, 6)), 6);
     let through = losses(
-        &mut Trainer::new(&be, &m, tc(2, 6)).with_collective(&nccl),
+        &mut Trainer::new(&be, &m, train_config(2, 6)).with_collective(&nccl),
         6,
     );
     println!("losses: {plain:?}");
@@ -185,7 +115,10 @@ fn two_ranks_on_two_gpus_sum_exactly_and_train_like_accum_two() {
     let Some(_) = gpus(2) else { return };
     const STEPS: u64 = 10;
     let m = model();
-    let one_gpu = losses(&mut Trainer::new(&backend(0), &m, tc(2, STEPS)), STEPS);
+    let one_gpu = losses(
+        &mut Trainer::new(&backend(0), &m, train_config(2, STEPS)),
+        STEPS,
+    );
     let id = Nccl::unique_id().expect("libnccl");
     // One thread per rank: NCCL's init blocks until both have joined.
     let ranks: Vec<Vec<f64>> = std::thread::scope(|s| {
@@ -217,7 +150,7 @@ fn two_ranks_on_two_gpus_sum_exactly_and_train_like_accum_two() {
                     nccl.broadcast(&mut bytes);
                     assert_eq!(bytes, b"from 0");
                     losses(
-                        &mut Trainer::new(&be, m, tc(1, STEPS)).with_collective(&nccl),
+                        &mut Trainer::new(&be, m, train_config(1, STEPS)).with_collective(&nccl),
                         STEPS,
                     )
                 })

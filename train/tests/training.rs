@@ -3,93 +3,27 @@
 //! the previous checkpoint loadable, non-finite losses stop cleanly, and loss falls. `run`: a
 //! run stopped by its flag or crashed, then resumed, logs exactly the uninterrupted run.
 
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
 use proptest::prelude::*;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use synthetic::Synthetic;
 use tokenformer_core::file::ModelFile;
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Rng, Session, ThetaKind};
 use tokenformer_train::checkpoint::{self, MODEL_FILE};
 use tokenformer_train::data::heldout_windows;
 use tokenformer_train::data::DataError;
-use tokenformer_train::optim::{AdamW, Schedule};
 use tokenformer_train::{
     run, BatchSource, Cpu, LogLine, Observer, Outcome, Params, Rows, RunConfig, RunError, Tape,
     TrainConfig, TrainError, Trainer,
 };
 
-/// Windows at seeded random offsets of a fixed token stream.
-struct Synthetic {
-    tokens: Vec<u32>,
-    rng: Rng,
-}
-
-impl Synthetic {
-    /// Rebuild the position a saved `state` describes.
-    fn restore(&mut self, s: &serde_json::Value) -> Result<(), String> {
-        let st: [u64; 4] = serde_json::from_value(s.clone()).map_err(|e| e.to_string())?;
-        self.rng = Rng::from_state(st).ok_or("zero rng state")?;
-        Ok(())
-    }
-    /// A stream with structure to learn: a repeating pattern with noise.
-    fn new(vocab: u32, len: usize, seed: u64) -> Self {
-        let mut rng = Rng::new(seed ^ 0xDA7A);
-        let tokens = (0..len)
-            .map(|i| {
-                if rng.below(10) == 0 {
-                    rng.below(vocab as u64) as u32
-                } else {
-                    (i as u32 % 13) * 31 % vocab
-                }
-            })
-            .collect();
-        Synthetic {
-            tokens,
-            rng: Rng::new(seed),
-        }
-    }
-}
-
-impl BatchSource for Synthetic {
-    fn next_batch(
-        &mut self,
-        batch: usize,
-        seq: usize,
-        inputs: &mut Vec<u32>,
-        targets: &mut Vec<u32>,
-    ) -> Result<(), DataError> {
-        inputs.clear();
-        targets.clear();
-        for _ in 0..batch {
-            let o = self.rng.below((self.tokens.len() - seq - 1) as u64) as usize;
-            inputs.extend_from_slice(&self.tokens[o..o + seq]);
-            targets.extend_from_slice(&self.tokens[o + 1..o + seq + 1]);
-        }
-        Ok(())
-    }
-    fn state(&self) -> serde_json::Value {
-        serde_json::json!(self.rng.state())
-    }
-}
-
 fn tc(steps: u64) -> TrainConfig {
-    TrainConfig {
-        batch: 2,
-        seq: 16,
-        accum: 2,
-        steps,
-        optim: AdamW {
-            lr: 3e-3,
-            ..AdamW::default()
-        },
-        schedule: Schedule {
-            warmup: 2,
-            total: steps,
-            min_lr_ratio: 0.1,
-        },
-        seed: 0,
-    }
+    synthetic::train_config(2, steps)
 }
 
 fn tiny() -> Config {
@@ -356,6 +290,38 @@ fn resume_is_bit_identical() {
         .iter()
         .map(|v| v.to_bits())
         .eq(y.iter().map(|v| v.to_bits()))));
+}
+
+#[test]
+fn another_world_size_resumes_at_the_same_global_batch() {
+    let be = Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let model = init(tiny(), 4).unwrap();
+    // One process × accum 2 (tc) saves; the checkpoint records 1 rank.
+    let mut t = Trainer::new(&be, &model, tc(8));
+    let mut data = Synthetic::new(500, 4000, 2);
+    t.step(&mut data).unwrap();
+    let saved = checkpoint::save_checkpoint(dir.path(), &t, data.state(), 0).unwrap();
+    let accum = |ranks| {
+        checkpoint::load_checkpoint_for_ranks(&be, &saved, ranks)
+            .map(|(t, _)| (t.tc.accum, t.tc.batch, t.step))
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(accum(1), Ok((2, 2, 1)));
+    assert_eq!(accum(2), Ok((1, 2, 1)));
+    let err = accum(3).unwrap_err();
+    assert!(err.contains("3 ranks cannot take an equal share"), "{err}");
+    // 2 ranks × accum 2 = 4 ranks × accum 1; no ranks at all is refused.
+    assert_eq!(tc(8).for_ranks(2, 4).map(|t| t.accum), Ok(1));
+    assert!(tc(8).for_ranks(1, 0).is_err());
+    // A state.json from before the world size was recorded resumes with its per-rank settings.
+    let state = saved.join("state.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(v["ranks"], 1);
+    v.as_object_mut().unwrap().remove("ranks");
+    std::fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    assert_eq!(accum(3), Ok((2, 2, 1)));
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::Collective;
 use crate::backend::cuda::CudaBackend;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut, DeviceRepr};
 use cudarc::nccl::{result, sys, NcclType};
-use std::ffi::CStr;
+use std::ffi::{c_void, CStr};
 use std::fmt;
 use std::sync::Arc;
 
@@ -152,33 +152,21 @@ impl<'h> Nccl<'h> {
     /// one NCCL group, so the whole step's gradients go in one fused launch. Returns once the
     /// sums are complete.
     pub fn all_reduce_device<T: NcclType + DeviceRepr>(&self, bufs: &mut [CudaSlice<T>]) {
-        self.bind();
-        {
-            // Each buffer's guard records its use on the stream once the op is queued.
-            let mut guards = Vec::with_capacity(bufs.len());
-            self.check("ncclGroupStart", result::group_start());
-            for b in bufs.iter_mut() {
-                let n = b.len();
-                let (ptr, guard) = b.device_ptr_mut(&self.stream);
-                // SAFETY: `ptr` holds `n` elements of T on this communicator's device and stays
-                // alive (borrowed by `guard`) until the op is queued on our stream.
-                let r = unsafe {
-                    result::all_reduce(
-                        ptr as *const _,
-                        ptr as *mut _,
-                        n,
-                        T::as_nccl_type(),
-                        sys::ncclRedOp_t::ncclSum,
-                        self.comm,
-                        self.stream.cu_stream() as sys::cudaStream_t,
-                    )
-                };
-                guards.push(guard);
-                self.check("ncclAllReduce", r);
+        let stream = self.stream.cu_stream() as sys::cudaStream_t;
+        self.in_place("all-reduce", bufs, |ptr, n| {
+            // SAFETY: `in_place` passes a live buffer of `n` elements of T on our device.
+            unsafe {
+                result::all_reduce(
+                    ptr,
+                    ptr,
+                    n,
+                    T::as_nccl_type(),
+                    sys::ncclRedOp_t::ncclSum,
+                    self.comm,
+                    stream,
+                )
             }
-            self.check("ncclGroupEnd", result::group_end());
-        }
-        self.wait("all-reduce");
+        });
     }
 
     /// Rank 0's `bytes` on every rank.
@@ -186,27 +174,58 @@ impl<'h> Nccl<'h> {
         if bytes.is_empty() {
             return;
         }
-        self.bind();
-        let mut d = self.upload(bytes);
-        {
-            let n = d.len();
-            let (ptr, _guard) = d.device_ptr_mut(&self.stream);
-            // SAFETY: as in `all_reduce_device`: `n` bytes on this device, queued on our stream.
-            let r = unsafe {
+        let stream = self.stream.cu_stream() as sys::cudaStream_t;
+        let mut d = [self.upload(bytes)];
+        self.in_place("broadcast", &mut d, |ptr, n| {
+            // SAFETY: as in `all_reduce_device`, `n` bytes.
+            unsafe {
                 result::broadcast(
-                    ptr as *const _,
-                    ptr as *mut _,
+                    ptr,
+                    ptr,
                     n,
                     sys::ncclDataType_t::ncclUint8,
                     0,
                     self.comm,
-                    self.stream.cu_stream() as sys::cudaStream_t,
+                    stream,
                 )
-            };
-            self.check("ncclBroadcast", r);
+            }
+        });
+        bytes.copy_from_slice(&self.download(&d[0]));
+    }
+
+    /// Queue `op` (an in-place NCCL collective on a device pointer and an element count) on each
+    /// of `bufs`, in one NCCL group on our stream, and wait for it.
+    fn in_place<T: DeviceRepr>(
+        &self,
+        what: &'static str,
+        bufs: &mut [CudaSlice<T>],
+        op: impl Fn(*mut c_void, usize) -> Result<result::NcclStatus, result::NcclError>,
+    ) {
+        self.bind();
+        {
+            // Each buffer's guard records its use on the stream once the op is queued.
+            let mut guards = Vec::with_capacity(bufs.len());
+            self.check(what, result::group_start());
+            for b in bufs.iter_mut() {
+                let n = b.len();
+                let (ptr, guard) = b.device_ptr_mut(&self.stream);
+                let r = op(ptr as *mut c_void, n);
+                guards.push(guard);
+                self.check(what, r);
+            }
+            self.check(what, result::group_end());
         }
-        self.wait("broadcast");
-        bytes.copy_from_slice(&self.download(&d));
+        self.wait(what);
+    }
+
+    /// The sum over the ranks of host values: up, all-reduced on the device, down.
+    fn all_reduce_host<T: NcclType + DeviceRepr>(&self, x: &mut [T]) {
+        if x.is_empty() {
+            return;
+        }
+        let mut d = [self.upload(x)];
+        self.all_reduce_device(&mut d);
+        x.copy_from_slice(&self.download(&d[0]));
     }
 
     fn upload<T: DeviceRepr>(&self, x: &[T]) -> CudaSlice<T> {
@@ -306,20 +325,10 @@ impl Collective for Nccl<'_> {
         self.host.node_rank()
     }
     fn all_reduce_sum(&self, x: &mut [f32]) {
-        if x.is_empty() {
-            return;
-        }
-        let mut d = [self.upload(x)];
-        self.all_reduce_device(&mut d);
-        x.copy_from_slice(&self.download(&d[0]));
+        self.all_reduce_host(x);
     }
     fn all_reduce_sum_f64(&self, x: &mut [f64]) {
-        if x.is_empty() {
-            return;
-        }
-        let mut d = [self.upload(x)];
-        self.all_reduce_device(&mut d);
-        x.copy_from_slice(&self.download(&d[0]));
+        self.all_reduce_host(x);
     }
     fn broadcast(&self, bytes: &mut Vec<u8>) {
         let mut len = (bytes.len() as u64).to_le_bytes();
