@@ -36,8 +36,9 @@ impl fmt::Display for NcclError {
         match self {
             NcclError::NoLibrary => write!(
                 f,
-                "libnccl not found: install NCCL (pip's nvidia-nccl-cu12 / -cu13 puts it in \
-                 nvidia/nccl/lib) and put its folder on LD_LIBRARY_PATH"
+                "libnccl.so not found: install NCCL (pip's nvidia-nccl-cu12 / -cu13 puts it in \
+                 nvidia/nccl/lib) and put a folder with libnccl.so on LD_LIBRARY_PATH (the wheel \
+                 and Debian's libnccl2 have only libnccl.so.2: link libnccl.so to it)"
             ),
             NcclError::BadId(n) => write!(
                 f,
@@ -219,7 +220,7 @@ impl<'h> Nccl<'h> {
     }
 
     /// The sum over the ranks of host values: up, all-reduced on the device, down.
-    fn all_reduce_host<T: NcclType + DeviceRepr>(&self, x: &mut [T]) {
+    fn all_reduce_host<T: NcclType + DeviceRepr + Copy>(&self, x: &mut [T]) {
         if x.is_empty() {
             return;
         }
