@@ -8,7 +8,8 @@
 #       train_speed, and prints a summary table. Exits 0 only when every GPU test passed; a test
 #       that skipped (no device) or failed makes the exit non-zero, so "no GPU" is never a pass.
 #   NCCL: a 1-rank smoke test of the device all-reduce (counted); with 2 or more GPUs, 2 ranks
-#       against 1 GPU with accum 2 (needs OpenMPI's mpirun there); with fewer, says it skipped.
+#       against 1 GPU with accum 2, and (GPU_CHECK_NCCL_CLI=1 at --build, OpenMPI there) the same
+#       under mpirun with tokens/s; with fewer GPUs it says the multi-GPU part skipped.
 set -uo pipefail
 SELF_DIR=$(cd "$(dirname "$0")" && pwd)
 cd "$SELF_DIR/.."
@@ -75,16 +76,19 @@ run_test() { # dir binary test
 }
 
 # NCCL (data-parallel CUDA ranks), build half: the nccl_gpu test binary (feature `nccl` of the
-# train crate: no MPI, it runs wherever libnccl is) and the CLI with `--features nccl` (it links
-# OpenMPI's libmpi: used only by the multi-GPU section, under mpirun).
+# train crate: no MPI, it runs wherever libnccl is; 2 MB). With GPU_CHECK_NCCL_CLI=1 also the CLI
+# with `--features nccl` (13 MB, links OpenMPI's libmpi) for the mpirun run of the multi-GPU
+# section: only worth carrying to a machine with 2 or more GPUs and OpenMPI.
 build_nccl() {
     local exe
     exe=$(cargo test --release -p tokenformer-train --features nccl --test nccl_gpu --no-run 2>&1 |
         sed -n 's/.*Executable tests\/nccl_gpu.rs (\(.*\))$/\1/p' | tail -1)
     [ -n "$exe" ] || { echo "no test binary for nccl_gpu" >&2; return 1; }
     cp "$exe" "$CARRY/nccl_gpu"
-    cargo build --release -p tokenformer-cli --features nccl
-    cp target/release/tokenformer-cli "$CARRY/tokenformer-cli-nccl"
+    if [ "${GPU_CHECK_NCCL_CLI:-0}" = 1 ]; then
+        cargo build --release -p tokenformer-cli --features nccl
+        cp target/release/tokenformer-cli "$CARRY/tokenformer-cli-nccl"
+    fi
 }
 
 # NCCL, run half: find libnccl (cudarc opens `libnccl.so`; pip's nvidia-nccl wheels and the
@@ -105,6 +109,7 @@ nccl_checks() {
     else
         echo "libnccl: not found (pip install nvidia-nccl-cu12 or -cu13, or the libnccl2 package)"
     fi
+    run_test "$here" nccl_gpu unique_id_comes_from_libnccl
     run_test "$here" nccl_gpu one_rank_all_reduce_runs_on_the_device
     gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
     if [ "${gpus:-0}" -lt 2 ]; then
@@ -117,11 +122,13 @@ nccl_checks() {
 }
 
 # 2 ranks under mpirun (one GPU each, NCCL) against 1 GPU with accum 2, same seed: the loss
-# sequences within 1e-6 relative (f32), and the tokens/s of each. Needs OpenMPI here.
+# sequences within 1e-6 relative (f32), and the tokens/s of each. Needs the CLI built with
+# GPU_CHECK_NCCL_CLI=1 and OpenMPI here; without them it says so (not counted: nccl_gpu's 2-rank
+# test above already compares the losses).
 nccl_two_ranks_cli() {
     local bin=$1/tokenformer-cli-nccl w key=nccl_cli::mpirun_2_ranks_equal_1_gpu_accum_2
-    if ! command -v mpirun >/dev/null; then
-        result["$key"]="skipped (mpirun not found: install OpenMPI)"
+    if [ ! -x "$bin" ] || ! command -v mpirun >/dev/null; then
+        speeds+=("NCCL mpirun 2 ranks (tokens/s): skipped: needs tokenformer-cli-nccl in the carry (--build with GPU_CHECK_NCCL_CLI=1) and OpenMPI's mpirun")
         return 0
     fi
     w=$(mktemp -d)

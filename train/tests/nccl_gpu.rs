@@ -6,7 +6,8 @@
 //! accum 1 train like 1 GPU × accum 2 within 1e-6 relative per loss.
 //!
 //! Without a device each test prints `skipped: ...` and asserts nothing else (not a pass:
-//! scripts/gpu-check.sh counts it as skipped). A device without libnccl is a failure.
+//! scripts/gpu-check.sh counts it as skipped). A device without libnccl is a failure. One test
+//! needs no GPU: libnccl loads (through a `libnccl.so` on the library path) and makes an id.
 #![cfg(feature = "nccl")]
 
 #[path = "support/synthetic.rs"]
@@ -16,7 +17,7 @@ use synthetic::{train_config, Synthetic};
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Rng};
 use tokenformer_train::backend::cuda::{device_count, CudaBackend};
-use tokenformer_train::collective::nccl::Nccl;
+use tokenformer_train::collective::nccl::{Nccl, NcclError};
 use tokenformer_train::{Backend, Collective, Single, Trainer};
 
 /// The number of CUDA devices, or None after printing why the test is skipped.
@@ -63,6 +64,21 @@ fn values(rank: usize, n: usize) -> Vec<f32> {
 
 fn bits(x: &[f32]) -> Vec<u32> {
     x.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Runs without a GPU too: cudarc finds `libnccl.so` and NCCL makes a unique id (no device
+/// needed), or the error says the library is missing.
+#[test]
+fn unique_id_comes_from_libnccl() {
+    match Nccl::unique_id() {
+        Ok(id) => {
+            let version = cudarc::nccl::result::get_nccl_version().expect("ncclGetVersion");
+            println!("libnccl {version}: unique id {:02x?}...", &id[..8]);
+            assert!(id.iter().any(|&b| b != 0), "an all-zero NCCL id");
+        }
+        Err(e @ NcclError::NoLibrary) => println!("skipped: {e}"),
+        Err(e) => panic!("libnccl is present but made no unique id: {e}"),
+    }
 }
 
 #[test]
