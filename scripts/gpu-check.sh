@@ -7,6 +7,9 @@
 #       NVRTC (usual folders and pip's nvidia/*/lib), prints versions, runs every test binary and
 #       train_speed, and prints a summary table. Exits 0 only when every GPU test passed; a test
 #       that skipped (no device) or failed makes the exit non-zero, so "no GPU" is never a pass.
+#   NCCL: a 1-rank smoke test of the device all-reduce (counted); with 2 or more GPUs, 2 ranks
+#       against 1 GPU with accum 2, and (GPU_CHECK_NCCL_CLI=1 at --build, OpenMPI there) the same
+#       under mpirun with tokens/s; with fewer GPUs it says the multi-GPU part skipped.
 set -uo pipefail
 SELF_DIR=$(cd "$(dirname "$0")" && pwd)
 cd "$SELF_DIR/.."
@@ -32,6 +35,7 @@ for l in sys.stdin:
         [ -n "$exe" ] || { echo "no test binary for $t" >&2; return 1; }
         cp "$exe" "$CARRY/$t"
     done
+    build_nccl
     strip --strip-debug "$CARRY"/*
     cp "$0" "$CARRY/gpu-check.sh"
     du -sh "$CARRY"
@@ -52,6 +56,111 @@ find_lib() {
         fi
     done
     return 1
+}
+
+# One test of a carried binary into result[]: passed (exit 0, no "skipped:"), skipped (printed
+# "skipped:"), or failed. Uses the caller's `result` array.
+run_test() { # dir binary test
+    local out status
+    echo "== $2::$3"
+    out=$(timeout 120 "$1/$2" --exact "$3" --test-threads=1 --nocapture 2>&1)
+    status=$?
+    echo "$out" | tail -40
+    if [ $status -ne 0 ]; then
+        result["$2::$3"]=failed
+    elif grep -q "skipped:" <<<"$out"; then
+        result["$2::$3"]="skipped ($(grep -m1 -o 'skipped:.*' <<<"$out"))"
+    else
+        result["$2::$3"]=passed
+    fi
+}
+
+# NCCL (data-parallel CUDA ranks), build half: the nccl_gpu test binary (feature `nccl` of the
+# train crate: no MPI, it runs wherever libnccl is; 2 MB). With GPU_CHECK_NCCL_CLI=1 also the CLI
+# with `--features nccl` (13 MB, links OpenMPI's libmpi) for the mpirun run of the multi-GPU
+# section: only worth carrying to a machine with 2 or more GPUs and OpenMPI.
+build_nccl() {
+    local exe
+    exe=$(cargo test --release -p tokenformer-train --features nccl --test nccl_gpu --no-run 2>&1 |
+        sed -n 's/.*Executable tests\/nccl_gpu.rs (\(.*\))$/\1/p' | tail -1)
+    [ -n "$exe" ] || { echo "no test binary for nccl_gpu" >&2; return 1; }
+    cp "$exe" "$CARRY/nccl_gpu"
+    if [ "${GPU_CHECK_NCCL_CLI:-0}" = 1 ]; then
+        cargo build --release -p tokenformer-cli --features nccl
+        cp target/release/tokenformer-cli "$CARRY/tokenformer-cli-nccl"
+    fi
+}
+
+# NCCL, run half: find libnccl (cudarc opens `libnccl.so`; pip's nvidia-nccl wheels and the
+# libnccl2 package ship only libnccl.so.2, so a link is made in a temporary folder), run the
+# 1-rank smoke test (counted), and with 2 or more GPUs the 2-rank checks (counted); with fewer it
+# says the multi-GPU part skipped and is unverified (not counted: the machine cannot run it).
+nccl_checks() {
+    local here=$1 dir gpus link
+    echo "== NCCL"
+    if dir=$(find_lib libnccl.so); then
+        echo "libnccl: $dir: $(cd "$dir" && ls libnccl.so* | tr '\n' ' ')"
+        if [ ! -e "$dir/libnccl.so" ]; then
+            link=$(mktemp -d)
+            ln -s "$(ls "$dir"/libnccl.so.* | head -1)" "$link/libnccl.so"
+            dir="$link:$dir"
+        fi
+        export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    else
+        echo "libnccl: not found (pip install nvidia-nccl-cu12 or -cu13, or the libnccl2 package)"
+    fi
+    run_test "$here" nccl_gpu unique_id_comes_from_libnccl
+    run_test "$here" nccl_gpu one_rank_all_reduce_runs_on_the_device
+    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+    if [ "${gpus:-0}" -lt 2 ]; then
+        echo "NCCL multi-GPU: skipped: this machine has ${gpus:-0} GPU(s), 2 are needed"
+        speeds+=("NCCL 2 ranks: skipped (${gpus:-0} GPU here): unverified")
+        return 0
+    fi
+    run_test "$here" nccl_gpu two_ranks_on_two_gpus_sum_exactly_and_train_like_accum_two
+    nccl_two_ranks_cli "$here"
+}
+
+# 2 ranks under mpirun (one GPU each, NCCL) against 1 GPU with accum 2, same seed: the loss
+# sequences within 1e-6 relative (f32), and the tokens/s of each. Needs the CLI built with
+# GPU_CHECK_NCCL_CLI=1 and OpenMPI here; without them it says so (not counted: nccl_gpu's 2-rank
+# test above already compares the losses).
+nccl_two_ranks_cli() {
+    local bin=$1/tokenformer-cli-nccl w key=nccl_cli::mpirun_2_ranks_equal_1_gpu_accum_2
+    if [ ! -x "$bin" ] || ! command -v mpirun >/dev/null; then
+        speeds+=("NCCL mpirun 2 ranks (tokens/s): skipped: needs tokenformer-cli-nccl in the carry (--build with GPU_CHECK_NCCL_CLI=1) and OpenMPI's mpirun")
+        return 0
+    fi
+    w=$(mktemp -d)
+    python3 -c 'import random; r = random.Random(1); w = ["w%d" % i for i in range(3000)]
+print("\n".join(" ".join(r.choice(w) for _ in range(12)) + "." for _ in range(40000)))' >"$w/corpus.txt"
+    "$bin" tokenizer-train --files "$w/corpus.txt" --vocab-size 4096 --out "$w/tok.json" >/dev/null
+    local args=(train --data "$w/corpus.txt" --tokenizer "$w/tok.json" --preset 150m --device cuda
+        --steps 20 --batch 4 --seq 512 --eval-every 10 --save-every 0 --quiet)
+    if ! timeout 300 "$bin" "${args[@]}" --accum 2 --out "$w/one" ||
+        ! timeout 300 mpirun --allow-run-as-root -np 2 "$bin" "${args[@]}" --accum 1 --out "$w/two"; then
+        result["$key"]=failed
+        return 0
+    fi
+    local report status
+    report=$(python3 - "$w/one/log.jsonl" "$w/two/log.jsonl" <<'PY'
+import json, sys
+one, two = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+tps = lambda log: sum(l["tokens_per_s"] for l in log[3:]) / max(len(log[3:]), 1)
+print(f"NCCL tokens/s: 1 GPU (accum 2) {tps(one):.0f}, 2 GPUs {tps(two):.0f}, "
+      f"ratio {tps(two) / max(tps(one), 1e-9):.2f}")
+bad = [(a["step"], a["loss"], b["loss"]) for a, b in zip(one, two)
+       if abs(a["loss"] - b["loss"]) > 1e-6 * abs(a["loss"])]
+ok = not bad and len(one) == len(two) == 20
+print("losses within 1e-6 relative" if ok else f"losses differ: {bad} ({len(one)}, {len(two)} steps)")
+sys.exit(0 if ok else 1)
+PY
+)
+    status=$?
+    echo "$report"
+    [ $status -eq 0 ] && result["$key"]=passed || result["$key"]=failed
+    speeds+=("$(head -1 <<<"$report")")
+    rm -rf "$w"
 }
 
 run_checks() {
@@ -76,24 +185,14 @@ run_checks() {
 
     # Each test alone: passed (exit 0, no "skipped:"), skipped (printed "skipped:"), or failed.
     declare -A result
-    local t name out status
+    local t name
     local names
     for t in cuda_nvrtc cuda_gpu; do
         names=$("$here/$t" --list 2>/dev/null | sed -n 's/: test$//p' || true)
         # A binary that is missing, does not start or lists nothing is a failure, never a pass.
         [ -n "$names" ] || result["$t"]="failed (no tests listed)"
         for name in $names; do
-            echo "== $t::$name"
-            out=$(timeout 120 "$here/$t" --exact "$name" --test-threads=1 --nocapture 2>&1)
-            status=$?
-            echo "$out" | tail -40
-            if [ $status -ne 0 ]; then
-                result["$t::$name"]=failed
-            elif grep -q "skipped:" <<<"$out"; then
-                result["$t::$name"]="skipped ($(grep -m1 -o 'skipped:.*' <<<"$out"))"
-            else
-                result["$t::$name"]=passed
-            fi
+            run_test "$here" "$t" "$name"
         done
     done
 
@@ -120,6 +219,8 @@ run_checks() {
             fi
         done
     done
+
+    nccl_checks "$here"
 
     echo
     echo "== summary"

@@ -268,14 +268,63 @@ pub fn run(a: Args) -> Result<(), String> {
     // The device first: a missing GPU, a precision the device lacks, or a model that does not
     // fit fails before anything under --out is touched.
     let precision = crate::device::precision(&a.precision)?;
-    match crate::device::parse(&a.device)? {
-        crate::device::Device::Cpu => train_on(&crate::device::cpu(precision)?, a),
+    let device = crate::device::parse(&a.device)?;
+    // Over MPI when launched by `mpirun` (feature `mpi`).
+    #[cfg(feature = "mpi")]
+    let mpi = tokenformer_train::collective::mpi::Mpi::init();
+    #[cfg(feature = "mpi")]
+    let host: &dyn Collective = match &mpi {
+        Some(m) => m,
+        None => &Single,
+    };
+    #[cfg(not(feature = "mpi"))]
+    let host: &dyn Collective = &Single;
+    let size = host.size();
+    let result = on_device(device, precision, a, host);
+    if let (Err(e), true) = (&result, size > 1) {
+        // A rank that stops alone would leave the others waiting in a collective.
+        eprintln!("error (rank {} of {size}): {e}", host.rank());
+        host.abort(1);
+    }
+    result
+}
+
+/// Training on `device`. With several ranks, rank r of a node takes GPU N + r for
+/// `--device cuda:N`, and (feature `nccl`) the ranks sum their gradients over NCCL.
+fn on_device(
+    device: crate::device::Device,
+    precision: tokenformer_train::backend::Precision,
+    a: Args,
+    host: &dyn Collective,
+) -> Result<(), String> {
+    match device {
+        crate::device::Device::Cpu => train_on(&crate::device::cpu(precision)?, a, host),
         #[cfg(feature = "cuda")]
         crate::device::Device::Cuda(i) => {
-            let be = crate::device::cuda(i, precision)?;
+            let gpu = i + host.node_rank();
+            if let (true, Ok(n)) = (
+                host.size() > 1,
+                tokenformer_train::backend::cuda::device_count(),
+            ) {
+                if gpu >= n {
+                    return Err(format!(
+                        "--device cuda:{i}: rank {} of this node takes GPU {gpu}, this machine \
+                         has {n}: start at most {} ranks per node",
+                        host.node_rank(),
+                        n.saturating_sub(i)
+                    ));
+                }
+            }
+            let be = crate::device::cuda(gpu, precision)?;
             let need = footprint(&a, precision)?;
-            crate::device::check_fits(&be, i, need.total())?;
-            train_on(&be, a)
+            crate::device::check_fits(&be, gpu, need.total())?;
+            #[cfg(feature = "nccl")]
+            if host.size() > 1 {
+                let nccl = tokenformer_train::collective::nccl::Nccl::new(host, &be)
+                    .map_err(|e| format!("--device {}: NCCL: {e}", a.device))?;
+                return train_on(&be, a, &nccl);
+            }
+            train_on(&be, a, host)
         }
         #[cfg(not(feature = "cuda"))]
         crate::device::Device::Cuda(i) => Err(crate::device::no_cuda(i)),
@@ -324,29 +373,13 @@ fn model_file_config(path: &std::path::Path) -> Result<Config, String> {
     Ok(m.config.clone())
 }
 
-/// Training on one device; over MPI when launched by `mpirun` (feature `mpi`).
-fn train_on<B: Backend>(be: &B, a: Args) -> Result<(), String> {
-    #[cfg(feature = "mpi")]
-    let mpi = tokenformer_train::collective::mpi::Mpi::init();
-    #[cfg(feature = "mpi")]
-    let comm: &dyn Collective = match &mpi {
-        Some(m) => m,
-        None => &Single,
-    };
-    #[cfg(not(feature = "mpi"))]
-    let comm: &dyn Collective = &Single;
-    let size = comm.size();
-    if size > 1 {
-        // Every rank reaches the same verdict: all return the error and finalise MPI.
+/// Training on one device with the ranks of `comm`.
+fn train_on<B: Backend>(be: &B, a: Args, comm: &dyn Collective) -> Result<(), String> {
+    if comm.size() > 1 {
+        // Every rank reaches the same verdict.
         check_digest(&a, comm)?;
     }
-    let result = run_on(be, a, comm);
-    if let (Err(e), true) = (&result, size > 1) {
-        // A rank that stops alone would leave the others waiting in a collective.
-        eprintln!("error (rank {} of {size}): {e}", comm.rank());
-        comm.abort(1);
-    }
-    result
+    run_on(be, a, comm)
 }
 
 fn run_on<B: Backend>(be: &B, a: Args, comm: &dyn Collective) -> Result<(), String> {
@@ -394,7 +427,8 @@ fn run_on<B: Backend>(be: &B, a: Args, comm: &dyn Collective) -> Result<(), Stri
     let (trainer, mut windows) = if a.resume {
         let dir =
             latest.ok_or_else(|| format!("--resume: no checkpoint in {}", a.out.display()))?;
-        let (t, state) = checkpoint::load_checkpoint(be, &dir).map_err(|e| e.to_string())?;
+        let (t, state) = checkpoint::load_checkpoint_for_ranks(be, &dir, comm.size())
+            .map_err(|e| e.to_string())?;
         let w = Windows::resume(corpus.train.clone(), &state)
             .map_err(|e| format!("{}: {e}", dir.display()))?;
         if w.draw() == Draw::Sequential && comm.size() > 1 {

@@ -1,45 +1,23 @@
 //! Data-parallel training under `mpirun` (feature `mpi`): ranks against one process with the
-//! same global batch, the weight-hash check, resume, a killed rank, a rank with other inputs.
+//! same global batch, the weight-hash check, resume (at the same and at another world size), a
+//! killed rank, a rank with other inputs.
 //! Tiny models and few steps, for CI. `mpirun` missing is a failure, not a skip.
 #![cfg(feature = "mpi")]
 
 mod common;
 use common::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn corpus(dir: &Path, name: &str, vocab: &str) -> (String, String) {
+fn corpus(dir: &Path, name: &str, vocab: usize) -> (String, String) {
     let words = [
         "to", "be", "or", "not", "that", "is", "the", "question", "whether",
     ];
-    let mut text = String::new();
-    let mut x = 99u64;
-    for line in 0..1500 {
-        for _ in 0..8 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            text.push_str(words[((x >> 33) % words.len() as u64) as usize]);
-            text.push(' ');
-        }
-        text.push_str(if line % 4 == 3 { ".\n" } else { ",\n" });
-    }
-    let f = dir.join("corpus.txt");
-    std::fs::write(&f, text).unwrap();
-    let tok = dir.join(name);
-    ok_output(&[
-        "tokenizer-train",
-        "--files",
-        f.to_str().unwrap(),
-        "--vocab-size",
-        vocab,
-        "--out",
-        tok.to_str().unwrap(),
-    ]);
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    (s(&f), s(&tok))
+    let f = word_corpus(dir, &words, 99, 1500);
+    let tok = train_tokenizer(dir, &f, vocab, name);
+    (f, tok)
 }
 
 fn train_args(data: &str, tok: &str, out: &Path, steps: u64, accum: usize) -> Vec<String> {
@@ -103,78 +81,149 @@ fn ok_mpi(np: usize, args: &[String]) {
     );
 }
 
-fn losses(run: &Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect()
-}
-
 fn single(args: &[String]) {
     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     ok_output(&a);
 }
 
+/// The training inputs and two runs of `steps` steps with the same seed: `np` ranks × accum 1
+/// and one process × accum `np` (the same global batch), with their loss sequences.
+struct Pair {
+    data: String,
+    tok: String,
+    one: PathBuf,
+    ranks: PathBuf,
+    one_losses: Vec<f64>,
+    rank_losses: Vec<f64>,
+}
+
+fn ranks_and_one_process(d: &Path, np: usize, steps: u64) -> Pair {
+    let (data, tok) = corpus(d, "tok.json", 300);
+    let one = d.join("one");
+    single(&train_args(&data, &tok, &one, steps, np));
+    let ranks = d.join(format!("ranks{np}"));
+    ok_mpi(np, &train_args(&data, &tok, &ranks, steps, 1));
+    let (one_losses, rank_losses) = (log_losses(&one), log_losses(&ranks));
+    assert_eq!(one_losses.len(), steps as usize);
+    Pair {
+        data,
+        tok,
+        one,
+        ranks,
+        one_losses,
+        rank_losses,
+    }
+}
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Every loss of `got` within `rel` (relative) of `want`'s, and as many.
+fn assert_close(got: &[f64], want: &[f64], rel: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: {got:?}\n{want:?}");
+    for (x, y) in got.iter().zip(want) {
+        assert!((x - y).abs() <= rel * y.abs(), "{what}: {got:?}\n{want:?}");
+    }
+}
+
+/// `run` as it stood after step `step`: its token cache, that checkpoint and its log, in `to`
+/// (an interrupted run).
+fn cut_at(run: &Path, step: u64, to: &Path) -> PathBuf {
+    std::fs::create_dir(to).unwrap();
+    let keep = format!("step-{step:08}");
+    for e in std::fs::read_dir(run).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if name == "data" || name == keep {
+            let dir = to.join(&name);
+            std::fs::create_dir(&dir).unwrap();
+            for f in std::fs::read_dir(e.path()).unwrap() {
+                let f = f.unwrap();
+                std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+            }
+        } else if name == "log.jsonl" {
+            std::fs::copy(e.path(), to.join(name)).unwrap();
+        }
+    }
+    to.to_path_buf()
+}
+
+fn resume_args(p: &Pair, out: &Path, steps: u64) -> Vec<String> {
+    let mut args = train_args(&p.data, &p.tok, out, steps, 1);
+    args.push("--resume".into());
+    args
+}
+
 #[test]
 fn two_ranks_equal_one_process_with_accum_two_bit_for_bit() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "300");
-    let one = d.path().join("one");
-    single(&train_args(&data, &tok, &one, 20, 2));
-    let two = d.path().join("two");
-    ok_mpi(2, &train_args(&data, &tok, &two, 20, 1));
-    let (a, b) = (losses(&one), losses(&two));
-    assert_eq!(a.len(), 20);
-    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&a), bits(&b), "2 ranks: {b:?}\n1 process: {a:?}");
+    let p = ranks_and_one_process(d.path(), 2, 20);
+    let (a, b) = (&p.one_losses, &p.rank_losses);
+    assert_eq!(bits(a), bits(b), "2 ranks: {b:?}\n1 process: {a:?}");
 
     // Resume of an interrupted 2-rank run: drop the checkpoints after step 10, resume.
-    let cut = d.path().join("cut");
-    std::fs::create_dir(&cut).unwrap();
-    for e in std::fs::read_dir(&two).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().into_string().unwrap();
-        if name == "data" || name == "step-00000010" {
-            let to = cut.join(&name);
-            std::fs::create_dir(&to).unwrap();
-            for f in std::fs::read_dir(e.path()).unwrap() {
-                let f = f.unwrap();
-                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
-            }
-        } else if name == "log.jsonl" {
-            std::fs::copy(e.path(), cut.join(name)).unwrap();
-        }
-    }
-    let mut args = train_args(&data, &tok, &cut, 20, 1);
-    args.push("--resume".into());
-    ok_mpi(2, &args);
-    assert_eq!(bits(&losses(&cut)), bits(&b), "resumed 2-rank run");
+    let cut = cut_at(&p.ranks, 10, &d.path().join("cut"));
+    ok_mpi(2, &resume_args(&p, &cut, 20));
+    assert_eq!(bits(&log_losses(&cut)), bits(b), "resumed 2-rank run");
 }
 
 #[test]
 fn three_ranks_match_accum_three() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "300");
-    let one = d.path().join("one");
-    single(&train_args(&data, &tok, &one, 10, 3));
-    let three = d.path().join("three");
-    ok_mpi(3, &train_args(&data, &tok, &three, 10, 1));
-    let (a, b) = (losses(&one), losses(&three));
-    assert_eq!(a.len(), 10);
-    for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 1e-6 * x.abs(), "{a:?}\n{b:?}");
+    let p = ranks_and_one_process(d.path(), 3, 10);
+    let (a, b) = (&p.one_losses, &p.rank_losses);
+    assert_close(b, a, 1e-6, "3 ranks against 1 process × accum 3");
+}
+
+/// The per-rank accumulation and world size a checkpoint recorded.
+fn saved_accum_and_ranks(checkpoint: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(checkpoint.join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    (
+        v["train_config"]["accum"].as_u64().unwrap(),
+        v["ranks"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn resume_at_another_world_size_matches_to_rounding() {
+    // Same global batch, other world size: the same windows every step, the micro-batch
+    // gradients summed in another order. The bound: 1e-6 relative per loss (as for 3 ranks).
+    const REL: f64 = 1e-6;
+    let d = tempfile::tempdir().unwrap();
+    let p = ranks_and_one_process(d.path(), 2, 20);
+    let want = &p.one_losses;
+
+    // Interrupted after step 10 and continued at the other world size: 2 ranks × accum 1 by one
+    // process (accum 2), and 1 process × accum 2 by 2 ranks (accum 1 each).
+    for (run, np, accum) in [(&p.ranks, 1, 2), (&p.one, 2, 1)] {
+        let out = cut_at(run, 10, &d.path().join(format!("resumed-by-{np}")));
+        match np {
+            1 => single(&resume_args(&p, &out, 20)),
+            _ => ok_mpi(np, &resume_args(&p, &out, 20)),
+        }
+        assert_close(&log_losses(&out), want, REL, &format!("resumed by {np}"));
+        let last = saved_accum_and_ranks(&out.join("step-00000020"));
+        assert_eq!(last, (accum, np as u64));
     }
+
+    // 3 ranks cannot share 2 micro-batches: refused, naming why, on every rank.
+    let refused = cut_at(&p.one, 10, &d.path().join("refused"));
+    let o = output({
+        let mut c = mpirun(3, &[]);
+        c.args(resume_args(&p, &refused, 20));
+        c
+    });
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("cannot take an equal share"), "{err}");
 }
 
 #[test]
 fn perturbed_rank_stops_on_weight_hash() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "300");
+    let (data, tok) = corpus(d.path(), "tok.json", 300);
     let out = d.path().join("run");
     let o = output({
         let mut c = mpirun(2, &["-x", "TOKENFORMER_DEBUG_PERTURB_RANK=1"]);
@@ -189,8 +238,8 @@ fn perturbed_rank_stops_on_weight_hash() {
 #[test]
 fn different_tokenizer_stops_every_rank() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "300");
-    let (_, tok2) = corpus(d.path(), "tok2.json", "260");
+    let (data, tok) = corpus(d.path(), "tok.json", 300);
+    let (_, tok2) = corpus(d.path(), "tok2.json", 260);
     let out = d.path().join("run");
     let mut c = mpirun(1, &[]);
     c.args(train_args(&data, &tok, &out, 5, 1))
@@ -230,7 +279,7 @@ fn rank_pid(parent: u32, rank: usize) -> Option<u32> {
 #[test]
 fn killed_rank_ends_the_job_and_the_run_resumes() {
     let d = tempfile::tempdir().unwrap();
-    let (data, tok) = corpus(d.path(), "tok.json", "300");
+    let (data, tok) = corpus(d.path(), "tok.json", 300);
     let out = d.path().join("run");
     let mut job = mpirun(2, &[])
         .args(train_args(&data, &tok, &out, 100_000, 1))
@@ -300,7 +349,7 @@ fn killed_rank_ends_the_job_and_the_run_resumes() {
     assert!(newer > step);
 }
 
-fn tokenformer_latest(run: &Path) -> std::path::PathBuf {
+fn tokenformer_latest(run: &Path) -> PathBuf {
     let mut v: Vec<_> = std::fs::read_dir(run)
         .unwrap()
         .flatten()

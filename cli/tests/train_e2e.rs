@@ -9,38 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn corpus(dir: &Path) -> (String, String) {
-    let mut text = String::new();
     let words = [
         "to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler", "in",
         "mind",
     ];
-    let mut x = 12345u64;
-    for line in 0..3000 {
-        for _ in 0..8 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            text.push_str(words[((x >> 33) % words.len() as u64) as usize]);
-            text.push(' ');
-        }
-        text.push_str(if line % 4 == 3 { ".\n" } else { ",\n" });
-    }
-    let f = dir.join("corpus.txt");
-    std::fs::write(&f, text).unwrap();
-    let tok = dir.join("tokenizer.json");
-    ok_output(&[
-        "tokenizer-train",
-        "--files",
-        f.to_str().unwrap(),
-        "--vocab-size",
-        "300",
-        "--out",
-        tok.to_str().unwrap(),
-    ]);
-    (
-        f.to_str().unwrap().to_string(),
-        tok.to_str().unwrap().to_string(),
-    )
+    let f = word_corpus(dir, &words, 12345, 3000);
+    let tok = train_tokenizer(dir, &f, 300, "tokenizer.json");
+    (f, tok)
 }
 
 fn train_args<'a>(data: &'a str, tok: &'a str, out: &'a str, steps: &'a str) -> Vec<&'a str> {

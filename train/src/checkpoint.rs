@@ -39,7 +39,12 @@ pub struct TrainState {
     pub step: u64,
     pub tokens_seen: u64,
     pub adam_t: u64,
+    /// Per-rank settings (batch, accum): the global batch is `ranks` times theirs.
     pub train_config: TrainConfig,
+    /// The data-parallel world size that wrote this checkpoint (absent before it was recorded:
+    /// then taken to be the world size resuming it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<usize>,
     /// The data source's position (`BatchSource::state`).
     pub data: serde_json::Value,
 }
@@ -132,6 +137,7 @@ pub fn stage<B: Backend>(
         tokens_seen: trainer.tokens_seen,
         adam_t: trainer.moments.t,
         train_config: trainer.tc.clone(),
+        ranks: Some(trainer.comm.size()),
         data,
     };
     let path = tmp.join(STATE);
@@ -223,10 +229,22 @@ pub fn read_state(dir: &Path) -> Result<TrainState, CheckpointError> {
     serde_json::from_slice(&bytes).map_err(invalid(&sp))
 }
 
-/// Restore a trainer (model, moments, step) and the data state from a checkpoint directory.
+/// Restore a trainer (model, moments, step) and the data state from a checkpoint directory, for
+/// one process ([`load_checkpoint_for_ranks`] with 1).
 pub fn load_checkpoint<'b, B: Backend>(
     be: &'b B,
     dir: &Path,
+) -> Result<(Trainer<'b, B>, serde_json::Value), CheckpointError> {
+    load_checkpoint_for_ranks(be, dir, 1)
+}
+
+/// [`load_checkpoint`] for a job of `ranks` data-parallel ranks. A checkpoint written by another
+/// world size continues at the same global batch: the per-rank accumulation becomes
+/// saved ranks × accum / `ranks` ([`TrainConfig::for_ranks`]), refused when that does not divide.
+pub fn load_checkpoint_for_ranks<'b, B: Backend>(
+    be: &'b B,
+    dir: &Path,
+    ranks: usize,
 ) -> Result<(Trainer<'b, B>, serde_json::Value), CheckpointError> {
     let state = read_state(dir)?;
     let sp = dir.join(STATE);
@@ -240,7 +258,10 @@ pub fn load_checkpoint<'b, B: Backend>(
             ),
         ));
     }
-    let tc = state.train_config.clone();
+    let tc = state
+        .train_config
+        .for_ranks(state.ranks.unwrap_or(ranks), ranks)
+        .map_err(|e| CheckpointError::Invalid(sp.clone(), e))?;
     let mut trainer = with_model(&dir.join(MODEL_FILE), |m| Trainer::new(be, m, tc))?;
     let m = load_params(be, &dir.join(ADAM_M))?;
     let v = load_params(be, &dir.join(ADAM_V))?;

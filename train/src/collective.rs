@@ -1,7 +1,16 @@
 //! The communication seam of data-parallel training: every rank runs the same training loop on
 //! its own micro-batches, and these few collectives keep the ranks in lockstep. One process is
-//! the identity [`Single`]; `mpi` (feature `mpi`) runs over an MPI communicator. NCCL (CUDA
-//! ranks, bootstrapped over MPI) is still to come.
+//! the identity [`Single`]; `mpi` (feature `mpi`) runs over an MPI communicator; `nccl`
+//! (feature `nccl`) over NCCL between CUDA ranks, bootstrapped by another collective (MPI).
+//!
+//! The gradient all-reduce itself is [`Backend::all_reduce_sum`]: by default the host round trip
+//! [`all_reduce_via_host`] (one flat buffer through [`Collective::all_reduce_sum`]); the CUDA
+//! backend with an NCCL collective sums its device buffers in place instead.
+
+use crate::backend::Backend;
+
+#[cfg(feature = "nccl")]
+pub mod nccl;
 
 /// Collective operations over the ranks of one training job. Every rank must call the same
 /// collectives in the same order.
@@ -21,6 +30,13 @@ pub trait Collective {
     /// End every rank of the job with `code` (a fault on one rank must not leave the others
     /// waiting in a collective).
     fn abort(&self, code: i32) -> !;
+
+    /// The NCCL communicator when this collective is one (the CUDA backend's gradient
+    /// all-reduce then stays on the device).
+    #[cfg(feature = "nccl")]
+    fn nccl(&self) -> Option<&nccl::Nccl<'_>> {
+        None
+    }
 
     /// Whether `flag` holds on any rank (every rank gets the same answer).
     fn any(&self, flag: bool) -> bool {
@@ -52,6 +68,30 @@ impl Collective for Single {
     fn barrier(&self) {}
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
+    }
+}
+
+/// Sum each of `bufs` over the ranks of `comm` through the host: download into one flat buffer,
+/// one [`Collective::all_reduce_sum`], upload (the default [`Backend::all_reduce_sum`]).
+pub fn all_reduce_via_host<B: Backend + ?Sized>(
+    be: &B,
+    comm: &dyn Collective,
+    bufs: &mut [B::Buf],
+) {
+    if comm.size() == 1 {
+        return;
+    }
+    let (mut flat, mut lens) = (Vec::new(), Vec::new());
+    for b in bufs.iter() {
+        let host = be.download(b);
+        lens.push(host.len());
+        flat.extend_from_slice(&host);
+    }
+    comm.all_reduce_sum(&mut flat);
+    let mut at = 0;
+    for (b, n) in bufs.iter_mut().zip(lens) {
+        *b = be.upload(&flat[at..at + n]);
+        at += n;
     }
 }
 

@@ -48,6 +48,26 @@ impl TrainConfig {
     pub fn tokens_per_step(&self) -> usize {
         self.batch * self.seq * self.accum
     }
+
+    /// These per-rank settings, written for `from` ranks, on `to` ranks at the same global
+    /// batch: `to` ranks × accum' = `from` × accum micro-batches of the same `batch` windows, so
+    /// the keyed draw gives every step the same windows and only the summation order of the
+    /// micro-batch gradients changes (rounding).
+    pub fn for_ranks(&self, from: usize, to: usize) -> Result<TrainConfig, String> {
+        let micro = from * self.accum;
+        if to == 0 || !micro.is_multiple_of(to) {
+            return Err(format!(
+                "saved by {from} ranks × {} micro-batches of {} sequences per step: {to} ranks \
+                 cannot take an equal share of those {micro} micro-batches (resume with a world \
+                 size that divides {micro})",
+                self.accum, self.batch
+            ));
+        }
+        Ok(TrainConfig {
+            accum: micro / to,
+            ..self.clone()
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -187,22 +207,11 @@ impl<'b, B: Backend> Trainer<'b, B> {
                 }
             }
         }
+        // The one gradient all-reduce of the step: through the host, or on the device (NCCL).
+        let t0 = std::time::Instant::now();
+        be.all_reduce_sum(comm, &mut self.grads.tensors);
         let mut allreduce_s = None;
         if comm.size() > 1 {
-            let t0 = std::time::Instant::now();
-            // One flat buffer: a single all-reduce per step.
-            let (mut flat, mut lens) = (Vec::new(), Vec::new());
-            for g in &self.grads.tensors {
-                let host = be.download(g);
-                lens.push(host.len());
-                flat.extend_from_slice(&host);
-            }
-            comm.all_reduce_sum(&mut flat);
-            let mut at = 0;
-            for (g, n) in self.grads.tensors.iter_mut().zip(lens) {
-                *g = be.upload(&flat[at..at + n]);
-                at += n;
-            }
             let mut l = [loss_sum];
             comm.all_reduce_sum_f64(&mut l);
             loss_sum = l[0];

@@ -14,7 +14,7 @@ mod synthetic;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
-use synthetic::{tc, Synthetic};
+use synthetic::Synthetic;
 use tokenformer_core::init::init;
 use tokenformer_core::ops::rotary::RopeTable;
 use tokenformer_core::{Config, Rng, ThetaKind};
@@ -24,7 +24,7 @@ use tokenformer_train::backend::{
     AdamStep, Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Rows, Theta,
 };
 use tokenformer_train::checkpoint;
-use tokenformer_train::{BatchSource, Cpu, Trainer};
+use tokenformer_train::{BatchSource, Cpu, TrainConfig, Trainer};
 
 /// The backend on device 0, or None after printing why the test is skipped. A machine with a
 /// device but a broken toolchain (NVRTC, cuBLAS) fails instead.
@@ -429,6 +429,10 @@ fn ops_match(g: &CudaBackend, shape: (usize, usize, usize, usize), mut rng: Rng)
 fn whole_model_gradients_match_finite_differences_on_the_gpu() {
     let Some(g) = gpu() else { return };
     gradients::whole_model_gradient_matches_finite_differences(&g);
+}
+
+fn tc(steps: u64) -> TrainConfig {
+    synthetic::train_config(2, steps)
 }
 
 fn losses<B: Backend>(t: &mut Trainer<'_, B>, data: &mut Synthetic, steps: usize) -> Vec<f64> {

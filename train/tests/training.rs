@@ -3,10 +3,14 @@
 //! the previous checkpoint loadable, non-finite losses stop cleanly, and loss falls. `run`: a
 //! run stopped by its flag or crashed, then resumed, logs exactly the uninterrupted run.
 
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
 use proptest::prelude::*;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use synthetic::Synthetic;
 use tokenformer_core::file::ModelFile;
 use tokenformer_core::init::init;
 use tokenformer_core::{Config, Rng, Session, ThetaKind};
@@ -15,12 +19,12 @@ use tokenformer_train::data::heldout_windows;
 use tokenformer_train::data::DataError;
 use tokenformer_train::{
     run, BatchSource, Cpu, LogLine, Observer, Outcome, Params, Rows, RunConfig, RunError, Tape,
-    TrainError, Trainer,
+    TrainConfig, TrainError, Trainer,
 };
 
-#[path = "support/synthetic.rs"]
-mod synthetic;
-use synthetic::{tc, Synthetic};
+fn tc(steps: u64) -> TrainConfig {
+    synthetic::train_config(2, steps)
+}
 
 fn tiny() -> Config {
     Config::preset("tiny").unwrap()
@@ -286,6 +290,38 @@ fn resume_is_bit_identical() {
         .iter()
         .map(|v| v.to_bits())
         .eq(y.iter().map(|v| v.to_bits()))));
+}
+
+#[test]
+fn another_world_size_resumes_at_the_same_global_batch() {
+    let be = Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let model = init(tiny(), 4).unwrap();
+    // One process × accum 2 (tc) saves; the checkpoint records 1 rank.
+    let mut t = Trainer::new(&be, &model, tc(8));
+    let mut data = Synthetic::new(500, 4000, 2);
+    t.step(&mut data).unwrap();
+    let saved = checkpoint::save_checkpoint(dir.path(), &t, data.state(), 0).unwrap();
+    let accum = |ranks| {
+        checkpoint::load_checkpoint_for_ranks(&be, &saved, ranks)
+            .map(|(t, _)| (t.tc.accum, t.tc.batch, t.step))
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(accum(1), Ok((2, 2, 1)));
+    assert_eq!(accum(2), Ok((1, 2, 1)));
+    let err = accum(3).unwrap_err();
+    assert!(err.contains("3 ranks cannot take an equal share"), "{err}");
+    // 2 ranks × accum 2 = 4 ranks × accum 1; no ranks at all is refused.
+    assert_eq!(tc(8).for_ranks(2, 4).map(|t| t.accum), Ok(1));
+    assert!(tc(8).for_ranks(1, 0).is_err());
+    // A state.json from before the world size was recorded resumes with its per-rank settings.
+    let state = saved.join("state.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(v["ranks"], 1);
+    v.as_object_mut().unwrap().remove("ranks");
+    std::fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    assert_eq!(accum(3), Ok((2, 2, 1)));
 }
 
 #[test]

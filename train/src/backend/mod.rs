@@ -11,6 +11,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
+use crate::collective::{all_reduce_via_host, Collective};
 use tokenformer_core::ops::rotary::RopeTable;
 use tokenformer_core::{Config, ThetaKind};
 
@@ -338,6 +339,13 @@ pub trait Backend: Sync {
         v: &mut Self::Buf,
         step: AdamStep,
     );
+
+    /// Replace each of `bufs` on every rank of `comm` by its sum over the ranks (the gradient
+    /// all-reduce of data-parallel training; nothing with one rank). The default goes through
+    /// the host ([`all_reduce_via_host`]); a device backend may sum its buffers where they are.
+    fn all_reduce_sum(&self, comm: &dyn Collective, bufs: &mut [Self::Buf]) {
+        all_reduce_via_host(self, comm, bufs)
+    }
 }
 
 /// The scalars of one AdamW update.

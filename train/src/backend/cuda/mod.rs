@@ -301,6 +301,11 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// The stream every op of this backend is queued on (NCCL's collectives join it).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
     /// Wait for every queued kernel (timing).
     pub fn synchronize(&self) {
         self.stream.synchronize().expect("CUDA synchronize");
@@ -421,6 +426,23 @@ impl Backend for CudaBackend {
 
     fn copy(&self, x: &CudaSlice<f32>) -> CudaSlice<f32> {
         self.stream.clone_dtod(x).expect("CUDA copy")
+    }
+
+    /// With an NCCL collective the gradients are summed on the device, in place; otherwise
+    /// through the host.
+    #[cfg(feature = "nccl")]
+    fn all_reduce_sum(
+        &self,
+        comm: &dyn crate::collective::Collective,
+        bufs: &mut [CudaSlice<f32>],
+    ) {
+        match comm.nccl() {
+            Some(n) => {
+                assert_eq!(n.ordinal(), self.ctx.ordinal(), "NCCL on another GPU");
+                n.all_reduce_device(bufs)
+            }
+            None => crate::collective::all_reduce_via_host(self, comm, bufs),
+        }
     }
 
     fn matmul(
