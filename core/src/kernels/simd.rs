@@ -99,6 +99,26 @@ impl<S: Simd> Vector for SimdVector<S> {
     fn dot_f64(self, a: &[f32], b: &[f32]) -> f64 {
         dot_f64(a, b)
     }
+    #[inline(always)]
+    fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64 {
+        out.copy_from_slice(x);
+        let (s, m) = (self.0, self.0.splat_f32s(shift));
+        gelu::map(
+            s,
+            out,
+            #[inline(always)]
+            |v| gelu::exp(s, s.sub_f32s(v, m)),
+        );
+        let mut acc = [0.0f64; 8];
+        let (o8, ot) = pulp::as_arrays::<8, _>(out);
+        for o in o8 {
+            for i in 0..8 {
+                acc[i] += o[i] as f64;
+            }
+        }
+        let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        ot.iter().fold(s, |s, &o| s + o as f64)
+    }
 }
 
 /// Σ a·b in f64 over eight partial sums (the compiler vectorises it in the caller's instruction

@@ -100,6 +100,18 @@ impl Vector for Dispatch {
         }
         run(Op(a, b))
     }
+
+    fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64 {
+        struct Op<'a>(f32, &'a [f32], &'a mut [f32]);
+        impl Kernel for Op<'_> {
+            type Output = f64;
+            #[inline(always)]
+            fn run<V: Vector>(self, v: V) -> f64 {
+                v.exp_sum(self.0, self.1, self.2)
+            }
+        }
+        run(Op(shift, x, out))
+    }
 }
 
 /// x[i] = erf(x[i]) at the level in force: `libm::erff` at `scalar`, the vector port of its
@@ -109,6 +121,20 @@ pub fn erf(x: &mut [f32]) {
     return super::simd::erf(x);
     #[cfg(not(feature = "std"))]
     x.iter_mut().for_each(|v| *v = libm::erff(*v));
+}
+
+/// Cross-entropy of one row of logits and its gradient at the level in force. Reference:
+/// `ops::cross_entropy::cross_entropy_row`.
+pub fn cross_entropy_row(z: &[f32], target: usize, grad_scale: f32, g: &mut [f32]) -> f64 {
+    struct Op<'a>(&'a [f32], usize, f32, &'a mut [f32]);
+    impl Kernel for Op<'_> {
+        type Output = f64;
+        #[inline(always)]
+        fn run<V: Vector>(self, v: V) -> f64 {
+            crate::ops::cross_entropy::cross_entropy_row_with(v, self.0, self.1, self.2, self.3)
+        }
+    }
+    run(Op(z, target, grad_scale, g))
 }
 
 /// Θ on one row of scores, in place, at the level in force. Reference: `ops::theta::theta`.

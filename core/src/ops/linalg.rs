@@ -22,6 +22,8 @@ pub trait Vector: Copy {
     fn gelu_grad_mul(self, f: f32, a: &[f32], g: &mut [f32]);
     /// Σ a[i]·b[i] in f64 (each product exact).
     fn dot_f64(self, a: &[f32], b: &[f32]) -> f64;
+    /// out[i] = e^(x[i] − shift); returns Σ out[i] in f64.
+    fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64;
 }
 
 /// The scalar reference primitive.
@@ -56,6 +58,15 @@ impl Vector for Scalar {
     #[inline]
     fn dot_f64(self, a: &[f32], b: &[f32]) -> f64 {
         a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+    }
+    #[inline]
+    fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64 {
+        let mut sum = 0.0f64;
+        for (o, &xi) in out.iter_mut().zip(x) {
+            *o = super::exp_train(xi - shift);
+            sum += *o as f64;
+        }
+        sum
     }
 }
 

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use tokenformer_core::kernels::gemm::{gemm, View};
 use tokenformer_core::kernels::vector;
 use tokenformer_core::ops::rotary::rotate_row;
-use tokenformer_core::ops::{attention, cross_entropy, embedding, norm};
+use tokenformer_core::ops::{attention, embedding, norm};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
@@ -337,7 +337,7 @@ impl Backend for Cpu {
             .zip(targets.par_iter())
             .zip(losses.par_iter_mut())
             .for_each(|(((g, z), &t), loss)| {
-                *loss = cross_entropy::cross_entropy_row(z, t as usize, grad_scale, g)
+                *loss = vector::cross_entropy_row(z, t as usize, grad_scale, g)
             });
         losses
     }
