@@ -71,82 +71,82 @@ fn pow2<S: Simd>(s: S, n: S::f32s) -> S::f32s {
     s.transmute_f32s_u32s(s.wrapping_dyn_shl_u32s(e, s.splat_u32s(23)))
 }
 
-/// erf per lane (libm's `erff` algorithm; see the module comment).
+/// erf per lane (libm's `erff` algorithm and its coefficients, bit for bit; see the module comment).
 #[inline(always)]
 pub(crate) fn erf<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    const ERX: f32 = 8.450_629e-1;
+    const ERX: f32 = f32::from_bits(0x3f58560b);
     const PP: [f32; 5] = [
-        1.283_791_7e-1,
-        -3.250_421e-1,
-        -2.848_175e-2,
-        -5.770_270_2e-3,
-        -2.376_301_7e-5,
+        f32::from_bits(0x3e0375d4), // PP0
+        f32::from_bits(0xbea66beb), // PP1
+        f32::from_bits(0xbce9528f), // PP2
+        f32::from_bits(0xbbbd1489), // PP3
+        f32::from_bits(0xb7c756b1), // PP4
     ];
     const QQ: [f32; 6] = [
         1.0,
-        3.979_172_1e-1,
-        6.502_225e-2,
-        5.081_306e-3,
-        1.324_947_4e-4,
-        -3.960_228_2e-6,
+        f32::from_bits(0x3ecbbbce), // QQ1
+        f32::from_bits(0x3d852a63), // QQ2
+        f32::from_bits(0x3ba68116), // QQ3
+        f32::from_bits(0x390aee49), // QQ4
+        f32::from_bits(0xb684e21a), // QQ5
     ];
     const PA: [f32; 7] = [
-        -2.362_118_6e-3,
-        4.148_561e-1,
-        -3.722_078_8e-1,
-        3.183_466_2e-1,
-        -1.108_946_9e-1,
-        3.547_830_5e-2,
-        -2.166_375_5e-3,
+        f32::from_bits(0xbb1acdc6), // PA0
+        f32::from_bits(0x3ed46805), // PA1
+        f32::from_bits(0xbebe9208), // PA2
+        f32::from_bits(0x3ea2fe54), // PA3
+        f32::from_bits(0xbde31cc2), // PA4
+        f32::from_bits(0x3d1151b3), // PA5
+        f32::from_bits(0xbb0df9c0), // PA6
     ];
     const QA: [f32; 7] = [
         1.0,
-        1.064_208_8e-1,
-        5.403_979_5e-1,
-        7.182_865_6e-2,
-        1.261_712_2e-1,
-        1.363_708_4e-2,
-        1.198_450_0e-2,
+        f32::from_bits(0x3dd9f331), // QA1
+        f32::from_bits(0x3f0a5785), // QA2
+        f32::from_bits(0x3d931ae7), // QA3
+        f32::from_bits(0x3e013307), // QA4
+        f32::from_bits(0x3c5f6e13), // QA5
+        f32::from_bits(0x3c445aa3), // QA6
     ];
     const RA: [f32; 8] = [
-        -9.864_944e-3,
-        -6.938_586e-1,
-        -1.055_862_6e1,
-        -6.237_533e1,
-        -1.623_966_7e2,
-        -1.846_050_9e2,
-        -8.128_744e1,
-        -9.814_329,
+        f32::from_bits(0xbc21a093), // RA0
+        f32::from_bits(0xbf31a0b7), // RA1
+        f32::from_bits(0xc128f022), // RA2
+        f32::from_bits(0xc2798057), // RA3
+        f32::from_bits(0xc322658c), // RA4
+        f32::from_bits(0xc3389ae7), // RA5
+        f32::from_bits(0xc2a2932b), // RA6
+        f32::from_bits(0xc11d077e), // RA7
     ];
     const SA: [f32; 9] = [
         1.0,
-        1.965_127_2e1,
-        1.376_577_6e2,
-        4.345_659e2,
-        6.453_873e2,
-        4.290_081_5e2,
-        1.086_350_0e2,
-        6.570_249_6,
-        -6.042_441_4e-2,
+        f32::from_bits(0x419d35ce), // SA1
+        f32::from_bits(0x4309a863), // SA2
+        f32::from_bits(0x43d9486f), // SA3
+        f32::from_bits(0x442158c9), // SA4
+        f32::from_bits(0x43d6810b), // SA5
+        f32::from_bits(0x42d9451f), // SA6
+        f32::from_bits(0x40d23f7c), // SA7
+        f32::from_bits(0xbd777f97), // SA8
     ];
     const RB: [f32; 7] = [
-        -9.864_943e-3,
-        -7.992_833e-1,
-        -1.775_795_6e1,
-        -1.606_363_8e2,
-        -6.375_664_7e2,
-        -1.025_095_1e3,
-        -4.835_192e2,
+        f32::from_bits(0xbc21a092), // RB0
+        f32::from_bits(0xbf4c9dd4), // RB1
+        f32::from_bits(0xc18e104b), // RB2
+        f32::from_bits(0xc320a2ea), // RB3
+        f32::from_bits(0xc41f6441), // RB4
+        f32::from_bits(0xc480230b), // RB5
+        f32::from_bits(0xc3f1c275), // RB6
     ];
     const SB: [f32; 8] = [
         1.0,
-        3.033_806e1,
-        3.257_925e2,
-        1.536_729_6e3,
-        3.199_858_2e3,
-        2.553_050_3e3,
-        4.745_285_3e2,
-        -2.244_095_2e1,
+        f32::from_bits(0x41f2b459), // SB1
+        f32::from_bits(0x43a2e571), // SB2
+        f32::from_bits(0x44c01759), // SB3
+        f32::from_bits(0x4547fdbb), // SB4
+        f32::from_bits(0x451f90ce), // SB5
+        f32::from_bits(0x43ed43a7), // SB6
+        f32::from_bits(0xc1b38712), // SB7
     ];
     let one = s.splat_f32s(1.0);
     let ax = s.abs_f32s(x);
