@@ -4,7 +4,7 @@ use crate::config::{Config, PattentionKind};
 use crate::graph::{self, Ops, Pattn};
 use crate::kernels::{matmul, vector::Dispatch};
 use crate::model::{LayerWeights, Model};
-use crate::ops::{attention, norm, theta};
+use crate::ops::{attention, norm};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -248,7 +248,7 @@ impl Ops for SessionOps<'_, '_, '_> {
         matmul::matmul_nt(&w.keys, &x.data, d_in, &mut scores.data);
         let (norm, scale_n) = (self.model.config.norm, self.model.scale_tokens(p));
         for row in scores.data.chunks_exact_mut(n) {
-            theta::theta(row, norm, scale_n);
+            crate::kernels::vector::theta(row, norm, scale_n);
         }
         let mut out = Tensor::zeros(x.rows, d_out);
         matmul::matmul_values(&w.values, &scores.data, n, d_out, &mut out.data);

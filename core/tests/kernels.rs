@@ -329,3 +329,178 @@ fn attention_matches_scalar_once() {
         }
     }
 }
+
+/// The spacing of f32 values at |y| (2^-149 among the subnormals).
+fn ulp(y: f64) -> f64 {
+    let y = (y.abs() as f32).max(f32::MIN_POSITIVE);
+    (f32::from_bits(y.to_bits() + 1) - y) as f64
+}
+
+/// Bound: the dispatched erf within 1 ulp of the true erf (f64 `libm::erf`, rounded to f32's
+/// spacing at the result) at every level, over [−10, 10] in steps of 2^-12 and the edge values;
+/// NaN stays NaN (measured here: libm's `erff` 0.76 ulp, the vector port 0.70).
+#[test]
+fn erf_within_one_ulp_of_f64() {
+    at_every_level(|l| {
+        let mut xs: Vec<f32> = (-40960..=40960).map(|i| i as f32 / 4096.0).collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            f32::MIN_POSITIVE,
+            1e-45,
+            -1e-45,
+            0.84375,
+            1.25,
+            1.0 / 0.35,
+            2.857_143,
+            5.999_999,
+            6.0,
+            30.0,
+            -30.0,
+            1e30,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ]);
+        let mut got = xs.clone();
+        vector::erf(&mut got);
+        let mut worst = 0.0f64;
+        for (&x, &y) in xs.iter().zip(&got) {
+            let want = libm::erf(x as f64);
+            let err = (y as f64 - want).abs() / ulp(want);
+            worst = worst.max(err);
+            assert!(
+                err <= 1.0,
+                "{l}: erf({x:e}) = {y:e}, want {want:e} ({err} ulp)"
+            );
+        }
+        let mut nan = [f32::NAN, -f32::NAN];
+        vector::erf(&mut nan);
+        assert!(nan.iter().all(|v| v.is_nan()), "{l}: erf(NaN) = {nan:?}");
+        println!("{l}: erf worst {worst:.3} ulp");
+    });
+}
+
+/// GELU and GELU' at every level against the scalar reference (`ops::activation`), which they
+/// follow operation for operation: their only difference is erf's and e^x's (≤ 2 ulp each), so
+/// |fast − reference| ≤ 4e-7·max(1, |x|) (GELU' ≤ 1.13, GELU ≤ |x|).
+#[test]
+fn gelu_and_its_derivative_match_scalar() {
+    at_every_level(|l| {
+        let xs: Vec<f32> = (-30000..=30000)
+            .map(|i| i as f32 / 1000.0)
+            .chain([0.0, -0.0, 1e-30, 1e30, -1e30, 90.0, -90.0])
+            .collect();
+        for f in [1.0f32, 0.7] {
+            let (mut a, mut b) = (xs.clone(), xs.clone());
+            Dispatch.gelu(f, &mut a);
+            Scalar.gelu(f, &mut b);
+            let (mut ga, mut gb) = (vec![1.5f32; xs.len()], vec![1.5f32; xs.len()]);
+            Dispatch.gelu_grad_mul(f, &xs, &mut ga);
+            Scalar.gelu_grad_mul(f, &xs, &mut gb);
+            for (i, &x) in xs.iter().enumerate() {
+                let bound = 4e-7 * (x.abs() * f).max(1.0);
+                let bound_g = 1.5 * 4e-7;
+                assert!(
+                    (a[i] - b[i]).abs() <= bound,
+                    "{l}: GELU({x}·{f}) {} vs {}",
+                    a[i],
+                    b[i]
+                );
+                assert!(
+                    (ga[i] - gb[i]).abs() <= bound_g,
+                    "{l}: GELU'({x}·{f}) {} vs {}",
+                    ga[i],
+                    gb[i]
+                );
+            }
+        }
+        let mut nan = [f32::NAN; 3];
+        Dispatch.gelu(1.0, &mut nan);
+        assert!(nan.iter().all(|v| v.is_nan()), "{l}");
+    });
+}
+
+/// Θ forward and backward (every variant, rows of odd and model-sized lengths, an all-zero
+/// row) at every level against the scalar reference: relative 1e-6 of the row's largest value.
+#[test]
+fn theta_matches_scalar() {
+    use tokenformer_core::kernels::vector::{theta, theta_backward_row};
+    use tokenformer_core::ops::theta as reference;
+    use tokenformer_core::ThetaKind;
+    at_every_level(|l| {
+        let mut rng = Rng::new(5);
+        for norm in [
+            ThetaKind::L2NormGelu,
+            ThetaKind::GeluL2Norm,
+            ThetaKind::Softmax,
+        ] {
+            for &(n, scale_n) in &[(1usize, 1usize), (7, 7), (33, 20), (256, 256), (1024, 1024)] {
+                for zero in [false, true] {
+                    let a: Vec<f32> = if zero {
+                        vec![0.0; n]
+                    } else {
+                        random(n, &mut rng)
+                    };
+                    let ds = random(n, &mut rng);
+                    let (mut s, mut s_ref) = (a.clone(), a.clone());
+                    theta(&mut s, norm, scale_n);
+                    reference::theta(&mut s_ref, norm, scale_n);
+                    let (mut da, mut da_ref) = (vec![0.0; n], vec![0.0; n]);
+                    theta_backward_row(&a, &s_ref, &ds, norm, scale_n, &mut da);
+                    reference::theta_backward_row(&a, &s_ref, &ds, norm, scale_n, &mut da_ref);
+                    if l == Level::Scalar {
+                        assert_eq!((&s, &da), (&s_ref, &da_ref), "scalar is the reference");
+                    }
+                    for (got, want) in [(&s, &s_ref), (&da, &da_ref)] {
+                        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                        for (x, y) in got.iter().zip(want.iter()) {
+                            assert!(
+                                (x - y).abs() <= 1e-6 * scale,
+                                "{l} {norm:?} n {n}: {x} vs {y}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// A row's cross-entropy and its gradient at every level against the scalar reference (the
+/// levels differ only in e^x, ≤ 2 ulp, and the f64 sum's order): loss within 1e-6·(1 + loss),
+/// each gradient within 1e-6 of the gradient scale; logits from tiny to ±80 (the exp's range).
+#[test]
+fn cross_entropy_matches_scalar() {
+    use tokenformer_core::kernels::vector::cross_entropy_row;
+    use tokenformer_core::ops::cross_entropy as reference;
+    at_every_level(|l| {
+        let mut rng = Rng::new(9);
+        for &(v, spread) in &[
+            (1usize, 1.0f32),
+            (7, 3.0),
+            (100, 10.0),
+            (4096, 1.0),
+            (513, 80.0),
+        ] {
+            let z: Vec<f32> = random(v, &mut rng).iter().map(|x| x * spread).collect();
+            let t = v / 2;
+            let (mut g, mut g_ref) = (vec![0.0; v], vec![0.0; v]);
+            let loss = cross_entropy_row(&z, t, 0.25, &mut g);
+            let want = reference::cross_entropy_row(&z, t, 0.25, &mut g_ref);
+            if l == Level::Scalar {
+                assert_eq!((loss.to_bits(), &g), (want.to_bits(), &g_ref));
+            }
+            assert!(
+                (loss - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{l} v {v}: {loss} vs {want}"
+            );
+            for (a, b) in g.iter().zip(&g_ref) {
+                assert!((a - b).abs() <= 1e-6 * 0.25, "{l} v {v}: {a} vs {b}");
+            }
+        }
+    });
+}

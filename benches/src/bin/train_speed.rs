@@ -9,6 +9,10 @@
 //! as llm.c and PaLM count, over `--peak-tflops` (default: an H100 / H200's dense rate, 67 in
 //! f32 and 989 in bf16 on the tensor cores; give another device's own figure).
 //!
+//! Also prints the achieved GFLOP/s (tokens/s × the FLOPs per token above) and, on the CPU, the
+//! GFLOP/s of a 512³ gemm measured in the same run at the same thread count: the fraction of
+//! the machine's limit that training reaches (the torch line gets the same two figures).
+//!
 //! With `--torch`, runs benches/peers/train_torch.py (PyTorch installed by hand, never in CI)
 //! with the same arguments and prints the ratio.
 
@@ -165,11 +169,24 @@ fn main() {
     let ours = (steps * batch * seq) as f64 / secs;
     let flops_per_token = 6.0 * cfg.param_count() as f64 + 12.0 * (layers * d * seq) as f64;
     let mfu = ours * flops_per_token / (peak_tflops * 1e12);
+    // The machine's limit as this run sees it: gemm on a 512³ product at the same thread count.
+    let gemm512 = (device == "cpu").then(|| gemm_512_gflops(threads));
+    let gflops = |tok_s: f64| tok_s * flops_per_token / 1e9;
+    let of_gemm = |tok_s: f64| {
+        gemm512.map_or(String::new(), |g| {
+            format!(
+                ", \"gemm512_gflops\": {g:.1}, \"fraction_of_gemm512\": {:.3}",
+                gflops(tok_s) / g
+            )
+        })
+    };
     println!(
-        "{{\"impl\": \"tokenformer-train {device}\", \"precision\": \"{}\", \"threads\": {threads}, \"params\": {}, \"tokens_per_s\": {ours:.1}, \"step_ms\": {:.1}, \"mfu\": {mfu:.4}, \"peak_tflops\": {peak_tflops}}}",
+        "{{\"impl\": \"tokenformer-train {device}\", \"precision\": \"{}\", \"threads\": {threads}, \"params\": {}, \"tokens_per_s\": {ours:.1}, \"step_ms\": {:.1}, \"gflops\": {:.1}{}, \"mfu\": {mfu:.4}, \"peak_tflops\": {peak_tflops}}}",
         precision.name(),
         cfg.param_count(),
-        secs * 1e3 / steps as f64
+        secs * 1e3 / steps as f64,
+        gflops(ours),
+        of_gemm(ours),
     );
     if args.iter().any(|a| a == "--torch") {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/train_torch.py");
@@ -220,8 +237,41 @@ fn main() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find_map(|v| v["tokens_per_s"].as_f64())
             .expect("tokens_per_s in the torch output");
+        println!(
+            "{{\"impl\": \"torch (same FLOP count)\", \"tokens_per_s\": {torch:.1}, \"gflops\": {:.1}{}}}",
+            gflops(torch),
+            of_gemm(torch)
+        );
         println!("ratio (ours / torch): {:.2}", ours / torch);
     }
+}
+
+/// GFLOP/s of gemm (the crate every CPU product goes through) on c = a·b, all 512 × 512,
+/// row-major, at `threads` threads: the best of 10 after one warm-up.
+fn gemm_512_gflops(threads: usize) -> f64 {
+    use tokenformer_core::kernels::gemm::{gemm, View};
+    const N: usize = 512;
+    let mut rng = Rng::new(1);
+    let a: Vec<f32> = (0..N * N).map(|_| rng.normal() as f32).collect();
+    let b: Vec<f32> = (0..N * N).map(|_| rng.normal() as f32).collect();
+    let mut c = vec![0.0f32; N * N];
+    let mut best = f64::INFINITY;
+    for i in 0..11 {
+        let t = Instant::now();
+        gemm(
+            View::rows(&a, N, N, N),
+            View::rows(&b, N, N, N),
+            &mut c,
+            N,
+            false,
+            threads,
+        );
+        if i > 0 {
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+    }
+    std::hint::black_box(&c);
+    2.0 * (N * N * N) as f64 / best / 1e9
 }
 
 /// Seconds for the timed steps (after one warm-up step) on backend `be`.

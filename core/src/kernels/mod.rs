@@ -16,6 +16,8 @@
 //! [`Matrix`]: crate::model::Matrix
 
 #[cfg(feature = "std")]
+mod gelu;
+#[cfg(feature = "std")]
 pub mod gemm;
 mod level;
 pub mod matmul;

@@ -1,6 +1,7 @@
 //! The SIMD bodies (std builds): f32 generic over `pulp::Simd`, AVX2 intrinsics for the integer
 //! block dots on x86, each entered once per call at the kernel level in force.
 
+use super::gelu;
 use super::vector::Kernel;
 use super::Level;
 use crate::formats::{Block, BlockQ8_0, Q8Acts};
@@ -35,6 +36,27 @@ pub(crate) fn run<K: Kernel>(k: K) -> K::Output {
     }
 }
 
+/// x[i] = erf(x[i]) at the level in force (`libm::erff` at `scalar`).
+pub(crate) fn erf(x: &mut [f32]) {
+    struct Op<'a>(&'a mut [f32]);
+    impl WithSimd for Op<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            gelu::map(
+                s,
+                self.0,
+                #[inline(always)]
+                |v| gelu::erf(s, v),
+            )
+        }
+    }
+    match super::level() {
+        Level::Scalar => x.iter_mut().for_each(|v| *v = libm::erff(*v)),
+        l => arch(l).dispatch(Op(x)),
+    }
+}
+
 /// The [`Vector`] primitive in one instruction set.
 #[derive(Clone, Copy)]
 struct SimdVector<S>(S);
@@ -52,6 +74,72 @@ impl<S: Simd> Vector for SimdVector<S> {
     fn sum(self, x: &[f32]) -> f32 {
         sum_s(self.0, x)
     }
+    #[inline(always)]
+    fn gelu(self, f: f32, x: &mut [f32]) {
+        let (s, f) = (self.0, self.0.splat_f32s(f));
+        gelu::map(
+            s,
+            x,
+            #[inline(always)]
+            |v| gelu::gelu(s, s.mul_f32s(v, f)),
+        )
+    }
+    #[inline(always)]
+    fn gelu_grad_mul(self, f: f32, a: &[f32], g: &mut [f32]) {
+        let (s, f) = (self.0, self.0.splat_f32s(f));
+        gelu::zip_map(
+            s,
+            a,
+            g,
+            #[inline(always)]
+            |x, gi| s.mul_f32s(gi, gelu::gelu_grad(s, s.mul_f32s(x, f))),
+        )
+    }
+    #[inline(always)]
+    fn dot_f64(self, a: &[f32], b: &[f32]) -> f64 {
+        dot_f64(a, b)
+    }
+    #[inline(always)]
+    fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64 {
+        out.copy_from_slice(x);
+        let (s, m) = (self.0, self.0.splat_f32s(shift));
+        gelu::map(
+            s,
+            out,
+            #[inline(always)]
+            |v| gelu::exp(s, s.sub_f32s(v, m)),
+        );
+        let mut acc = [0.0f64; 8];
+        let (o8, ot) = pulp::as_arrays::<8, _>(out);
+        for o in o8 {
+            for i in 0..8 {
+                acc[i] += o[i] as f64;
+            }
+        }
+        let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        ot.iter().fold(s, |s, &o| s + o as f64)
+    }
+}
+
+/// Σ a·b in f64 over eight partial sums (the compiler vectorises it in the caller's instruction
+/// set): each product is exact in f64, so only the order of the additions differs from the
+/// reference's one running sum.
+#[inline(always)]
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f64; 8];
+    let (a8, at) = pulp::as_arrays::<8, _>(a);
+    let (b8, bt) = pulp::as_arrays::<8, _>(b);
+    for (x, y) in a8.iter().zip(b8) {
+        for i in 0..8 {
+            acc[i] += x[i] as f64 * y[i] as f64;
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (&x, &y) in at.iter().zip(bt) {
+        s += x as f64 * y as f64;
+    }
+    s
 }
 
 // ---------- f32, generic over the instruction set ----------

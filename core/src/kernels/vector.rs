@@ -2,9 +2,11 @@
 //! ([`super::level`]). Each dispatches once per call and runs its whole loop inside the chosen
 //! instruction set, so the per-row cost is the loop, not the dispatch.
 
+use crate::config::ThetaKind;
 #[cfg(not(feature = "std"))]
 use crate::ops::linalg::Scalar;
 use crate::ops::linalg::{self, Vector};
+use crate::ops::theta;
 
 /// A computation over a [`Vector`] primitive, run at the level in force by [`run`].
 pub(crate) trait Kernel {
@@ -62,6 +64,111 @@ impl Vector for Dispatch {
         }
         run(Op(x))
     }
+
+    fn gelu(self, f: f32, x: &mut [f32]) {
+        struct Op<'a>(f32, &'a mut [f32]);
+        impl Kernel for Op<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn run<V: Vector>(self, v: V) {
+                v.gelu(self.0, self.1)
+            }
+        }
+        run(Op(f, x))
+    }
+
+    fn gelu_grad_mul(self, f: f32, a: &[f32], g: &mut [f32]) {
+        struct Op<'a>(f32, &'a [f32], &'a mut [f32]);
+        impl Kernel for Op<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn run<V: Vector>(self, v: V) {
+                v.gelu_grad_mul(self.0, self.1, self.2)
+            }
+        }
+        run(Op(f, a, g))
+    }
+
+    fn dot_f64(self, a: &[f32], b: &[f32]) -> f64 {
+        struct Op<'a>(&'a [f32], &'a [f32]);
+        impl Kernel for Op<'_> {
+            type Output = f64;
+            #[inline(always)]
+            fn run<V: Vector>(self, v: V) -> f64 {
+                v.dot_f64(self.0, self.1)
+            }
+        }
+        run(Op(a, b))
+    }
+
+    fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64 {
+        struct Op<'a>(f32, &'a [f32], &'a mut [f32]);
+        impl Kernel for Op<'_> {
+            type Output = f64;
+            #[inline(always)]
+            fn run<V: Vector>(self, v: V) -> f64 {
+                v.exp_sum(self.0, self.1, self.2)
+            }
+        }
+        run(Op(shift, x, out))
+    }
+}
+
+/// x[i] = erf(x[i]) at the level in force: `libm::erff` at `scalar`, the vector port of its
+/// algorithm elsewhere (within 1 ulp of the true erf; `core/tests/kernels.rs`).
+pub fn erf(x: &mut [f32]) {
+    #[cfg(feature = "std")]
+    return super::simd::erf(x);
+    #[cfg(not(feature = "std"))]
+    x.iter_mut().for_each(|v| *v = libm::erff(*v));
+}
+
+/// Cross-entropy of one row of logits and its gradient at the level in force. Reference:
+/// `ops::cross_entropy::cross_entropy_row`.
+pub fn cross_entropy_row(z: &[f32], target: usize, grad_scale: f32, g: &mut [f32]) -> f64 {
+    struct Op<'a>(&'a [f32], usize, f32, &'a mut [f32]);
+    impl Kernel for Op<'_> {
+        type Output = f64;
+        #[inline(always)]
+        fn run<V: Vector>(self, v: V) -> f64 {
+            crate::ops::cross_entropy::cross_entropy_row_with(v, self.0, self.1, self.2, self.3)
+        }
+    }
+    run(Op(z, target, grad_scale, g))
+}
+
+/// Θ on one row of scores, in place, at the level in force. Reference: `ops::theta::theta`.
+pub fn theta(row: &mut [f32], norm: ThetaKind, scale_n: usize) {
+    struct Op<'a>(&'a mut [f32], ThetaKind, usize);
+    impl Kernel for Op<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<V: Vector>(self, v: V) {
+            theta::theta_with(v, self.0, self.1, self.2)
+        }
+    }
+    run(Op(row, norm, scale_n))
+}
+
+/// Θ's backward for one row at the level in force. Reference: `ops::theta::theta_backward_row`.
+pub fn theta_backward_row(
+    a: &[f32],
+    s: &[f32],
+    ds: &[f32],
+    norm: ThetaKind,
+    scale_n: usize,
+    da: &mut [f32],
+) {
+    struct Op<'a>([&'a [f32]; 3], ThetaKind, usize, &'a mut [f32]);
+    impl Kernel for Op<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn run<V: Vector>(self, v: V) {
+            let Op([a, s, ds], norm, n, da) = self;
+            theta::theta_backward_row_with(v, a, s, ds, norm, n, da)
+        }
+    }
+    run(Op([a, s, ds], norm, scale_n, da))
 }
 
 /// out[r·t + i] = w_r · x_i for the rows w_r (k long) of `w` and the t rows x_i of `x`.

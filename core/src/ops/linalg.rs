@@ -6,6 +6,8 @@
 //! target without reassociation flags; it never fuses a multiply and an add, so the host's scalar
 //! path and a microcontroller's agree bit for bit.
 
+use super::activation::{gelu, gelu_grad};
+
 /// The primitive every row loop is written over.
 pub trait Vector: Copy {
     /// Σ a[i]·b[i].
@@ -14,6 +16,14 @@ pub trait Vector: Copy {
     fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]);
     /// Σ x.
     fn sum(self, x: &[f32]) -> f32;
+    /// x[i] = GELU(f·x[i]) (`activation::gelu`).
+    fn gelu(self, f: f32, x: &mut [f32]);
+    /// g[i] *= GELU'(f·a[i]) (`activation::gelu_grad`).
+    fn gelu_grad_mul(self, f: f32, a: &[f32], g: &mut [f32]);
+    /// Σ a[i]·b[i] in f64 (each product exact).
+    fn dot_f64(self, a: &[f32], b: &[f32]) -> f64;
+    /// out[i] = e^(x[i] − shift); returns Σ out[i] in f64.
+    fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64;
 }
 
 /// The scalar reference primitive.
@@ -32,6 +42,31 @@ impl Vector for Scalar {
     #[inline]
     fn sum(self, x: &[f32]) -> f32 {
         x.iter().sum()
+    }
+    #[inline]
+    fn gelu(self, f: f32, x: &mut [f32]) {
+        x.iter_mut().for_each(|a| *a = gelu(*a * f));
+    }
+    #[inline]
+    fn gelu_grad_mul(self, f: f32, a: &[f32], g: &mut [f32]) {
+        debug_assert_eq!(a.len(), g.len());
+        for (gi, &x) in g.iter_mut().zip(a) {
+            *gi *= gelu_grad(x * f);
+        }
+    }
+    /// In order, one sum: the reference.
+    #[inline]
+    fn dot_f64(self, a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+    }
+    #[inline]
+    fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64 {
+        let mut sum = 0.0f64;
+        for (o, &xi) in out.iter_mut().zip(x) {
+            *o = super::exp_train(xi - shift);
+            sum += *o as f64;
+        }
+        sum
     }
 }
 

@@ -2,7 +2,7 @@
 //! the scale √n kept from the layer's own token count or from before growth: forward and
 //! backward of one row of scores.
 
-use super::activation::{gelu, gelu_grad};
+use super::linalg::{Scalar, Vector};
 use crate::config::ThetaKind;
 
 /// Θ on one row of scores, in place. `scale_n` is the token count whose square root scales the
@@ -11,15 +11,21 @@ use crate::config::ThetaKind;
 /// An all-zero row gives zeros for the L2 variants (the eps-free reference would give NaN);
 /// the sum of squares is accumulated in f64, which cannot overflow for finite f32 scores.
 pub fn theta(row: &mut [f32], norm: ThetaKind, scale_n: usize) {
+    theta_with(Scalar, row, norm, scale_n)
+}
+
+/// [`theta`] over a [`Vector`] primitive (`kernels::vector::theta` runs it at the kernel level).
+#[inline(always)]
+pub fn theta_with<V: Vector>(v: V, row: &mut [f32], norm: ThetaKind, scale_n: usize) {
     let sqrt_n = libm::sqrt(scale_n as f64);
     match norm {
-        ThetaKind::L2NormGelu => match l2_scale(row, sqrt_n) {
-            Some(f) => row.iter_mut().for_each(|a| *a = gelu(*a * f)),
+        ThetaKind::L2NormGelu => match l2_scale(v, row, sqrt_n) {
+            Some(f) => v.gelu(f, row),
             None => row.fill(0.0),
         },
         ThetaKind::GeluL2Norm => {
-            row.iter_mut().for_each(|a| *a = gelu(*a));
-            match l2_scale(row, sqrt_n) {
+            v.gelu(1.0, row);
+            match l2_scale(v, row, sqrt_n) {
                 Some(f) => row.iter_mut().for_each(|g| *g *= f),
                 None => row.fill(0.0),
             }
@@ -40,9 +46,10 @@ pub fn theta(row: &mut [f32], norm: ThetaKind, scale_n: usize) {
     }
 }
 
-/// √n/‖v‖, the sum of squares accumulated in f64; `None` for an all-zero v.
-fn l2_scale(v: &[f32], sqrt_n: f64) -> Option<f32> {
-    let ss: f64 = v.iter().map(|&a| a as f64 * a as f64).sum();
+/// √n/‖x‖, the sum of squares accumulated in f64; `None` for an all-zero x.
+#[inline(always)]
+fn l2_scale<V: Vector>(v: V, x: &[f32], sqrt_n: f64) -> Option<f32> {
+    let ss = v.dot_f64(x, x);
     (ss != 0.0).then(|| (sqrt_n / libm::sqrt(ss)) as f32)
 }
 
@@ -55,42 +62,54 @@ pub fn theta_backward_row(
     scale_n: usize,
     da: &mut [f32],
 ) {
+    theta_backward_row_with(Scalar, a, s, ds, norm, scale_n, da)
+}
+
+/// [`theta_backward_row`] over a [`Vector`] primitive.
+#[inline(always)]
+pub fn theta_backward_row_with<V: Vector>(
+    v: V,
+    a: &[f32],
+    s: &[f32],
+    ds: &[f32],
+    norm: ThetaKind,
+    scale_n: usize,
+    da: &mut [f32],
+) {
     let sqrt_n = libm::sqrt(scale_n as f64);
     match norm {
         ThetaKind::L2NormGelu => {
             // u = a·√n/‖a‖, s = GELU(u); da = (√n/‖a‖)·(gu − â(â·gu)), gu = ds·GELU'(u).
-            let ss: f64 = a.iter().map(|&x| x as f64 * x as f64).sum();
+            let ss = v.dot_f64(a, a);
             if ss == 0.0 {
                 da.fill(0.0);
                 return;
             }
             let r = libm::sqrt(ss);
             let f = (sqrt_n / r) as f32;
-            let mut proj = 0.0f64;
-            for ((o, &x), &g) in da.iter_mut().zip(a).zip(ds) {
-                let gu = g * gelu_grad(x * f);
-                *o = gu;
-                proj += gu as f64 * x as f64;
-            }
-            let c = (proj / ss) as f32; // (â·gu)/‖a‖ folded with the second â
+            da.copy_from_slice(ds);
+            v.gelu_grad_mul(f, a, da);
+            let c = (v.dot_f64(da, a) / ss) as f32; // (â·gu)/‖a‖ folded with the second â
             for (o, &x) in da.iter_mut().zip(a) {
                 *o = f * (*o - x * c);
             }
         }
         ThetaKind::GeluL2Norm => {
             // g = GELU(a), s = g·√n/‖g‖; dg = (√n/‖g‖)(ds − ĝ(ĝ·ds)); da = dg·GELU'(a).
-            let gs: alloc::vec::Vec<f32> = a.iter().map(|&x| gelu(x)).collect();
-            let ss: f64 = gs.iter().map(|&x| x as f64 * x as f64).sum();
+            // da holds g until it is overwritten with dg.
+            da.copy_from_slice(a);
+            v.gelu(1.0, da);
+            let ss = v.dot_f64(da, da);
             if ss == 0.0 {
                 da.fill(0.0);
                 return;
             }
             let f = (sqrt_n / libm::sqrt(ss)) as f32;
-            let proj: f64 = gs.iter().zip(ds).map(|(&g, &h)| g as f64 * h as f64).sum();
-            let c = (proj / ss) as f32;
-            for (((o, &x), &g), &h) in da.iter_mut().zip(a).zip(&gs).zip(ds) {
-                *o = f * (h - g * c) * gelu_grad(x);
+            let c = (v.dot_f64(da, ds) / ss) as f32;
+            for (o, &h) in da.iter_mut().zip(ds) {
+                *o = f * (h - *o * c);
             }
+            v.gelu_grad_mul(1.0, a, da);
         }
         ThetaKind::Softmax => {
             // s = n·softmax(a): da_j = s_j·(ds_j − (1/n)·Σ_i ds_i s_i).

@@ -6,8 +6,9 @@
 use super::{AdamStep, Affine, Backend, Dims, Mat, MatMul, Qkv, RopeTables, Theta};
 use rayon::prelude::*;
 use tokenformer_core::kernels::gemm::{gemm, View};
+use tokenformer_core::kernels::vector;
 use tokenformer_core::ops::rotary::rotate_row;
-use tokenformer_core::ops::{attention, cross_entropy, embedding, norm, theta};
+use tokenformer_core::ops::{attention, embedding, norm};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
@@ -164,7 +165,7 @@ impl Backend for Cpu {
         let Theta { norm, n, scale_n } = spec;
         par_rows(s, n, [a], |_, sr, [ar]| {
             sr.copy_from_slice(ar);
-            theta::theta(sr, norm, scale_n)
+            vector::theta(sr, norm, scale_n)
         });
     }
 
@@ -178,7 +179,7 @@ impl Backend for Cpu {
     ) {
         let Theta { norm, n, scale_n } = spec;
         par_rows(da, n, [a, s, ds], |_, dar, [ar, sr, dsr]| {
-            theta::theta_backward_row(ar, sr, dsr, norm, scale_n, dar)
+            vector::theta_backward_row(ar, sr, dsr, norm, scale_n, dar)
         });
     }
 
@@ -336,7 +337,7 @@ impl Backend for Cpu {
             .zip(targets.par_iter())
             .zip(losses.par_iter_mut())
             .for_each(|(((g, z), &t), loss)| {
-                *loss = cross_entropy::cross_entropy_row(z, t as usize, grad_scale, g)
+                *loss = vector::cross_entropy_row(z, t as usize, grad_scale, g)
             });
         losses
     }
