@@ -20,6 +20,8 @@ pub mod gemm;
 mod level;
 pub mod matmul;
 #[cfg(feature = "std")]
+mod qgemm;
+#[cfg(feature = "std")]
 pub(crate) mod simd;
 pub mod vector;
 
