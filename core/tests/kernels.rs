@@ -352,13 +352,25 @@ fn integer_gemm_level(l: Level) -> bool {
 fn prompt_block_products_match_scalar() {
     let mut rng = Rng::new(13);
     let mut cases: Vec<(usize, usize, usize)> = Vec::new();
-    for &(rows, k) in &[(1usize, 32usize), (31, 64), (32, 96), (33, 32), (70, 256), (100, 768)] {
+    for &(rows, k) in &[
+        (1usize, 32usize),
+        (31, 64),
+        (32, 96),
+        (33, 32),
+        (70, 256),
+        (100, 768),
+    ] {
         for t in [4usize, 5, 7, 9, 64] {
             cases.push((rows, k, t));
         }
     }
     let pools: Vec<rayon::ThreadPool> = [1, 2]
-        .map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap())
+        .map(|n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        })
         .into();
     at_every_level(|l| {
         for &(rows, k, t) in &cases {
@@ -385,7 +397,11 @@ fn prompt_block_products_match_scalar() {
                             };
                             let got = out[i * rows + r];
                             if integer_gemm_level(l) {
-                                assert_eq!(got.to_bits(), want.to_bits(), "{l} {f} [{t}, {k}] × {rows}: ({i}, {r})");
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{l} {f} [{t}, {k}] × {rows}: ({i}, {r})"
+                                );
                             } else {
                                 let (a, b) = (&xd[i * k..(i + 1) * k], &wd[r * k..(r + 1) * k]);
                                 check(got, want, abs_terms(a, b), k, "prompt block");
@@ -412,7 +428,10 @@ fn prompt_block_products_at_extremes() {
         at_every_level(|l| {
             let mut out = vec![f32::NAN; t * rows];
             matmul::matmul_nt(&m, &xf, rb * QK, &mut out);
-            assert!(out.iter().all(|&o| o == want), "{l}: {wq} · {xq}: {out:?} vs {want}");
+            assert!(
+                out.iter().all(|&o| o == want),
+                "{l}: {wq} · {xq}: {out:?} vs {want}"
+            );
         });
     }
 }

@@ -136,7 +136,10 @@ unsafe fn tile<const M: usize>(p: &Panel, x: &[u8], xd: &[f32], out: &mut [f32])
                 let w0 = _mm512_loadu_si512(wq.cast());
                 let w1 = _mm512_loadu_si512(wq.add(64).cast());
                 for (i, a) in acc.iter_mut().enumerate() {
-                    let four = xp.add(i * k + b * QK + g * GROUP).cast::<i32>().read_unaligned();
+                    let four = xp
+                        .add(i * k + b * QK + g * GROUP)
+                        .cast::<i32>()
+                        .read_unaligned();
                     let xv = _mm512_set1_epi32(four);
                     a[0] = _mm512_dpbusd_epi32(a[0], xv, w0);
                     a[1] = _mm512_dpbusd_epi32(a[1], xv, w1);
