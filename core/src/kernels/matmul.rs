@@ -102,7 +102,7 @@ fn integer_gemm<B: Block>(w: &[B], rb: usize, acts: &Q8Acts, out: &mut [f32]) {
 
 /// Rows per task: a few tasks per thread so a stalled thread does not hold everyone up, at
 /// least `min` rows so the per-task cost stays small; everything when single-threaded.
-fn chunk_len(rows: usize, min: usize) -> usize {
+pub(crate) fn chunk_len(rows: usize, min: usize) -> usize {
     let threads = super::threads();
     if threads <= 1 {
         return rows.max(1);
@@ -111,7 +111,11 @@ fn chunk_len(rows: usize, min: usize) -> usize {
 }
 
 /// Run `f(index, chunk)` over `chunk`-sized pieces of `out`, in parallel in std builds.
-fn for_each_chunk(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(crate) fn for_each_chunk(
+    out: &mut [f32],
+    chunk: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     #[cfg(feature = "std")]
     if super::threads() > 1 && out.len() > chunk {
         use rayon::prelude::*;
