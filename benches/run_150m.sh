@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The README's 150M table: random-weight 150M preset in f32, Q8_0 and Q4_0, decode on 1 and 2
-# threads (`tokenformer-cli bench --json`), file sizes, perplexity change on random tokens, and
-# (if torch is installed) the PyTorch peer on one thread. Run by hand: bash benches/run_150m.sh [DIR]
+# The README's 150M tables: random-weight 150M preset in f32, Q8_0 and Q4_0 on 1 and 2 threads
+# (`tokenformer-cli bench --json`): decode, file sizes, perplexity change on random tokens; prefill
+# of 64- and 256-token prompts (best of 3) with its GFLOP/s beside the same run's gemm 512³; and
+# (if torch is installed) the PyTorch peer at the same threads and prompt lengths, as ratios.
+# Run by hand: bash benches/run_150m.sh [DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-/tmp/tf150m}
@@ -18,19 +20,32 @@ echo "load: $(uptime)"
 for f in f32 q8_0 q4_0; do
     ppl=$($B score --model "$DIR/$f.safetensors" --token-ids "$IDS" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['ppl'])")
     for t in 1 2; do
-        j=$($B bench --model "$DIR/$f.safetensors" --prompt-tokens 64 --gen-tokens 64 --threads $t --json)
-        echo "{\"name\": \"$f\", \"ppl\": $ppl, \"file\": $(stat -c %s "$DIR/$f.safetensors"), \"bench\": $j}" >> "$DIR/results.jsonl"
+        for p in 64 256; do
+            g=$([ $p = 64 ] && echo 64 || echo 8)
+            j=$($B bench --model "$DIR/$f.safetensors" --prompt-tokens $p --gen-tokens $g --prefill-repeat 3 --threads $t --json)
+            echo "{\"name\": \"$f\", \"ppl\": $ppl, \"file\": $(stat -c %s "$DIR/$f.safetensors"), \"bench\": $j}" >> "$DIR/results.jsonl"
+        done
     done
 done
+: > "$DIR/torch.jsonl"
+rm -f "$DIR/torch.json"
 if python3 -c "import torch" 2>/dev/null; then
-    python3 benches/peers/torch_tokenformer.py --model "$DIR/f32.safetensors" --prompt-tokens 64 --gen-tokens 64 --threads 1 --json > "$DIR/torch.json"
+    for t in 1 2; do
+        for p in 64 256; do
+            g=$([ $p = 64 ] && echo 64 || echo 8)
+            python3 benches/peers/torch_tokenformer.py --model "$DIR/f32.safetensors" --prompt-tokens $p --gen-tokens $g --prefill-repeat 3 --threads $t --json >> "$DIR/torch.jsonl"
+        done
+    done
 fi
 echo "load: $(uptime)"
 python3 - "$DIR" <<'PY'
 import json, sys, os
 d = sys.argv[1]
-rows = [json.loads(l) for l in open(os.path.join(d, "results.jsonl"))]
-torch = json.load(open(os.path.join(d, "torch.json")))["decode_tokens_per_s"] if os.path.exists(os.path.join(d, "torch.json")) else None
+runs = [json.loads(l) for l in open(os.path.join(d, "results.jsonl"))]
+peer = [json.loads(l) for l in open(os.path.join(d, "torch.jsonl"))]
+rows = [r for r in runs if r["bench"]["prompt_tokens"] == 64]
+ref = next((p for p in peer if p["threads"] == 1 and p["prompt_tokens"] == 64), None)
+torch = ref["decode_tokens_per_s"] if ref else None
 base = next(r["ppl"] for r in rows if r["name"] == "f32")
 print("| format | threads | decode tokens/s | × PyTorch f32 (1 thread) | bytes/token | bandwidth GB/s | bandwidth fraction | prefill tokens/s | file | ppl change (random tokens) |")
 print("|---|---|---|---|---|---|---|---|---|---|")
@@ -39,5 +54,16 @@ for r in rows:
     ratio = f"{b['decode_tokens_per_s'] / torch:.2f}" if torch else "n/a"
     print(f"| {r['name']} | {b['threads']} | {b['decode_tokens_per_s']:.1f} | {ratio} | {b['bytes_per_token']/1e6:.1f} MB | {b['bandwidth_gb_s']:.1f} | {b['bandwidth_fraction']:.2f} | {b['prefill_tokens_per_s']:.1f} | {r['file']/1e6:.1f} MB | {100*(r['ppl']/base-1):+.2f} % |")
 if torch:
-    print(f"\nPyTorch {json.load(open(os.path.join(d, 'torch.json')))['torch']} eager f32, KV cache, 1 thread: {torch:.1f} decode tokens/s")
+    print(f"\nPyTorch {ref['torch']} eager f32, KV cache, 1 thread: {torch:.1f} decode tokens/s")
+print()
+print("| format | threads | prompt tokens | prefill tokens/s | × PyTorch f32 (same threads) | prefill GFLOP/s | gemm 512³ GFLOP/s | fraction of gemm | decode tokens/s |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in runs:
+    b = r["bench"]
+    p = next((p for p in peer if p["threads"] == b["threads"] and p["prompt_tokens"] == b["prompt_tokens"]), None)
+    ratio = f"{b['prefill_tokens_per_s'] / p['prefill_tokens_per_s']:.2f}" if p else "n/a"
+    print(f"| {r['name']} | {b['threads']} | {b['prompt_tokens']} | {b['prefill_tokens_per_s']:.1f} | {ratio} | {b['prefill_gflop_s']:.1f} | {b['gemm_512_gflop_s']:.1f} | {b['prefill_gemm_fraction']:.2f} | {b['decode_tokens_per_s']:.1f} |")
+for p in peer:
+    print(f"\nPyTorch {p['torch']} eager f32, {p['threads']} thread(s), {p['prompt_tokens']}-token prompt (last row's logits, best of 3): {p['prefill_tokens_per_s']:.1f} prefill tokens/s", end="")
+print()
 PY

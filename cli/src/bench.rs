@@ -1,5 +1,7 @@
 //! `bench`: prompt and decode speed, weight bytes read per decoded token, and this machine's
-//! streaming read bandwidth measured in the same run, giving the fraction of it decode reaches.
+//! streaming read bandwidth measured in the same run, giving the fraction of it decode reaches;
+//! prefill's achieved GFLOP/s beside the same run's f32 gemm 512³ GFLOP/s (the machine's product
+//! limit as far as the `gemm` crate reaches it).
 
 use crate::common;
 use serde_json::json;
@@ -23,6 +25,10 @@ pub struct Args {
     /// Threads the kernels split rows across.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Run the prompt block this many times (a fresh session each) and report the best: the
+    /// first run also pays the memory map's page faults.
+    #[arg(long, default_value_t = 1)]
+    prefill_repeat: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long)]
@@ -53,6 +59,46 @@ fn stream_bandwidth() -> f64 {
     STREAM_BYTES as f64 / best
 }
 
+/// Side of the square f32 product that measures the machine's gemm speed.
+const GEMM_SIDE: usize = 512;
+
+/// Best of several f32 products [512, 512] · [512, 512] through the kernels' gemm wrapper on the
+/// pool's threads: FLOP/s.
+fn gemm_flops() -> f64 {
+    use tokenformer_core::kernels::gemm::{gemm, View};
+    let n = GEMM_SIDE;
+    let a: Vec<f32> = (0..n * n).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
+    let mut c = vec![0.0f32; n * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..8 {
+        let t = Instant::now();
+        gemm(
+            View::rows(&a, n, n, n),
+            View::rows(&b, n, n, n),
+            &mut c,
+            n,
+            false,
+            kernels::threads(),
+        );
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&c);
+    2.0 * (n * n * n) as f64 / best
+}
+
+/// FLOPs of one prompt block of `t` tokens as `Session::feed` runs it: every layer's products
+/// (2 per weight of the layers) and causal attention (4·L·d per attended position) for each row,
+/// and the logits of the last row only.
+fn prefill_flops(cfg: &tokenformer_core::Config, t: usize) -> f64 {
+    let b = cfg.param_breakdown();
+    let layer_weights = (b.qkv + b.proj + b.ffn) as f64;
+    let attended = (t * (t + 1) / 2) as f64;
+    2.0 * layer_weights * t as f64
+        + 4.0 * (cfg.n_layers * cfg.d_model) as f64 * attended
+        + 2.0 * (cfg.vocab_size * cfg.d_model) as f64
+}
+
 /// CPU seconds this process has used (all threads): on a shared machine, decode's CPU time per
 /// thread estimates the speed it would have with the cores to itself.
 fn cpu_seconds() -> f64 {
@@ -73,8 +119,8 @@ pub fn run(a: Args) -> Result<(), String> {
     if a.threads == 0 {
         return Err("--threads must be at least 1".into());
     }
-    if a.prompt_tokens == 0 || a.gen_tokens == 0 {
-        return Err("--prompt-tokens and --gen-tokens must be at least 1".into());
+    if a.prompt_tokens == 0 || a.gen_tokens == 0 || a.prefill_repeat == 0 {
+        return Err("--prompt-tokens, --gen-tokens and --prefill-repeat must be at least 1".into());
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
@@ -111,12 +157,18 @@ pub fn run(a: Args) -> Result<(), String> {
         .map(|_| (rng.next_u64() % cfg.tokenizer_vocab as u64) as u32)
         .collect();
 
-    let (prefill_s, decode_s, decode_cpu_s, bandwidth) =
+    let (prefill_s, prefill_cpu_s, decode_s, decode_cpu_s, bandwidth, gemm_fps) =
         pool.install(|| -> Result<_, String> {
+            let (mut prefill_s, mut prefill_cpu_s) = (f64::INFINITY, f64::INFINITY);
             let mut s = Session::new(&model);
-            let t = Instant::now();
-            let mut logits = s.feed(&prompt).map_err(|e| e.to_string())?;
-            let prefill_s = t.elapsed().as_secs_f64();
+            let mut logits = Vec::new();
+            for _ in 0..a.prefill_repeat {
+                s.reset();
+                let (t, cpu) = (Instant::now(), cpu_seconds());
+                logits = s.feed(&prompt).map_err(|e| e.to_string())?;
+                prefill_s = prefill_s.min(t.elapsed().as_secs_f64());
+                prefill_cpu_s = prefill_cpu_s.min(cpu_seconds() - cpu);
+            }
             let t = Instant::now();
             let cpu = cpu_seconds();
             for _ in 0..a.gen_tokens {
@@ -125,7 +177,14 @@ pub fn run(a: Args) -> Result<(), String> {
             }
             let decode_s = t.elapsed().as_secs_f64();
             let decode_cpu_s = cpu_seconds() - cpu;
-            Ok((prefill_s, decode_s, decode_cpu_s, stream_bandwidth()))
+            Ok((
+                prefill_s,
+                prefill_cpu_s,
+                decode_s,
+                decode_cpu_s,
+                stream_bandwidth(),
+                gemm_flops(),
+            ))
         })?;
 
     // Per decoded token: every weight once (the tied embedding whole, for the logits) and the
@@ -135,6 +194,9 @@ pub fn run(a: Args) -> Result<(), String> {
     let mean_pos = a.prompt_tokens as f64 + (a.gen_tokens as f64 + 1.0) / 2.0;
     let bytes_per_token = weight_bytes as f64 + kv_per_pos as f64 * mean_pos;
     let prefill_tps = a.prompt_tokens as f64 / prefill_s;
+    let prefill_cpu_tps = a.prompt_tokens as f64 / (prefill_cpu_s / a.threads as f64);
+    let prefill_gflops = prefill_flops(&cfg, a.prompt_tokens) / prefill_s / 1e9;
+    let gemm_gflops = gemm_fps / 1e9;
     let decode_tps = a.gen_tokens as f64 / decode_s;
     let fraction = decode_tps * bytes_per_token / bandwidth;
     let decode_cpu_tps = a.gen_tokens as f64 / (decode_cpu_s / a.threads as f64);
@@ -149,6 +211,10 @@ pub fn run(a: Args) -> Result<(), String> {
             "{}",
             json!({
                 "prefill_tokens_per_s": prefill_tps,
+                "prefill_cpu_tokens_per_s": prefill_cpu_tps,
+                "prefill_gflop_s": prefill_gflops,
+                "gemm_512_gflop_s": gemm_gflops,
+                "prefill_gemm_fraction": prefill_gflops / gemm_gflops,
                 "decode_tokens_per_s": decode_tps,
                 "bytes_per_token": bytes_per_token,
                 "bandwidth_gb_s": bandwidth / 1e9,
@@ -178,8 +244,12 @@ pub fn run(a: Args) -> Result<(), String> {
             a.threads
         );
         println!(
-            "prefill: {prefill_tps:.1} tokens/s ({} tokens)",
+            "prefill: {prefill_tps:.1} tokens/s ({} tokens; {prefill_cpu_tps:.1} per CPU-second per thread)",
             a.prompt_tokens
+        );
+        println!(
+            "prefill: {prefill_gflops:.1} GFLOP/s; gemm {GEMM_SIDE}³ f32: {gemm_gflops:.1} GFLOP/s (fraction {:.2})",
+            prefill_gflops / gemm_gflops
         );
         println!(
             "decode: {decode_tps:.2} tokens/s ({} tokens; {decode_cpu_tps:.2} per CPU-second per thread)",

@@ -247,9 +247,13 @@ impl Ops for SessionOps<'_, '_, '_> {
         let mut scores = Tensor::zeros(x.rows, n);
         matmul::matmul_nt(&w.keys, &x.data, d_in, &mut scores.data);
         let (norm, scale_n) = (self.model.config.norm, self.model.scale_tokens(p));
-        for row in scores.data.chunks_exact_mut(n) {
-            crate::kernels::vector::theta(row, norm, scale_n);
-        }
+        // Rows are independent: a prompt block's rows split across the kernels' threads.
+        let rows = matmul::chunk_len(x.rows, 4);
+        matmul::for_each_chunk(&mut scores.data, rows * n, |_, block| {
+            for row in block.chunks_exact_mut(n) {
+                crate::kernels::vector::theta(row, norm, scale_n);
+            }
+        });
         let mut out = Tensor::zeros(x.rows, d_out);
         matmul::matmul_values(&w.values, &scores.data, n, d_out, &mut out.data);
         out
@@ -268,16 +272,25 @@ impl Ops for SessionOps<'_, '_, '_> {
         kc.extend_from_slice(&k.data);
         vc.extend_from_slice(&v.data);
         let mut out = Tensor::zeros(q.rows, q.cols);
-        attention::causal_attention(
-            Dispatch,
-            &q.data,
-            kc,
-            vc,
-            q.cols,
-            self.model.config.n_heads,
-            self.pos0,
-            &mut out.data,
-        );
+        // Query rows are independent (each sees the history up to its own position): a prompt
+        // block's rows split across the kernels' threads, each row computed as in one call.
+        let (d, pos0, heads) = (q.cols, self.pos0, self.model.config.n_heads);
+        let rows = matmul::chunk_len(q.rows, 4);
+        let (kc, vc) = (&kc[..], &vc[..]);
+        matmul::for_each_chunk(&mut out.data, rows * d, |c, o| {
+            let (i0, t) = (c * rows, o.len() / d);
+            let seen = (pos0 + i0 + t) * d;
+            attention::causal_attention(
+                Dispatch,
+                &q.data[i0 * d..(i0 + t) * d],
+                &kc[..seen],
+                &vc[..seen],
+                d,
+                heads,
+                pos0 + i0,
+                o,
+            );
+        });
         out
     }
 

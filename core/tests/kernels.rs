@@ -504,3 +504,109 @@ fn cross_entropy_matches_scalar() {
         }
     });
 }
+
+/// Whether this level runs prompt blocks over quantized weights through the integer GEMM, which
+/// reproduces the scalar reference bit for bit (AVX-512 with VNNI).
+fn integer_gemm_level(l: Level) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        l == Level::Avx512 && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = l;
+        false
+    }
+}
+
+/// Prompt blocks (t ≥ 4 rows) over quantized weights, every level, against the scalar reference
+/// `Block::dot` of each (activation row, weight row): odd row counts (panels of 32 weight rows
+/// cut short, tiles of 4 activation rows cut short), one and many blocks per row, extreme quants,
+/// one and two threads. Bound: `check`'s; the integer GEMM must match exactly.
+#[test]
+fn prompt_block_products_match_scalar() {
+    let mut rng = Rng::new(13);
+    let mut cases: Vec<(usize, usize, usize)> = Vec::new();
+    for &(rows, k) in &[
+        (1usize, 32usize),
+        (31, 64),
+        (32, 96),
+        (33, 32),
+        (70, 256),
+        (100, 768),
+    ] {
+        for t in [4usize, 5, 7, 9, 64] {
+            cases.push((rows, k, t));
+        }
+    }
+    let pools: Vec<rayon::ThreadPool> = [1, 2]
+        .map(|n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        })
+        .into();
+    at_every_level(|l| {
+        for &(rows, k, t) in &cases {
+            let w = random(rows * k, &mut rng);
+            let x = random(t * k, &mut rng);
+            let acts = Q8Acts::quantize(&x, k);
+            for f in [DType::Q8_0, DType::Q4_0] {
+                let m = Matrix::quantize(&w, f);
+                let (xd, wd) = (
+                    Matrix::Q8_0(acts.blocks.clone().into()).to_f32(),
+                    m.to_f32(),
+                );
+                for pool in &pools {
+                    let mut out = vec![f32::NAN; t * rows];
+                    pool.install(|| matmul::matmul_nt(&m, &x, k, &mut out));
+                    for i in 0..t {
+                        let xb = acts.row(i).0;
+                        for r in 0..rows {
+                            let rb = k / QK;
+                            let want = match &m {
+                                Matrix::Q8_0(b) => BlockQ8_0::dot(&b[r * rb..(r + 1) * rb], xb),
+                                Matrix::Q4_0(b) => BlockQ4_0::dot(&b[r * rb..(r + 1) * rb], xb),
+                                Matrix::F32(_) => unreachable!(),
+                            };
+                            let got = out[i * rows + r];
+                            if integer_gemm_level(l) {
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{l} {f} [{t}, {k}] × {rows}: ({i}, {r})"
+                                );
+                            } else {
+                                let (a, b) = (&xd[i * k..(i + 1) * k], &wd[r * k..(r + 1) * k]);
+                                check(got, want, abs_terms(a, b), k, "prompt block");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The integer GEMM at the quants' limits: −128 weights (legal in a file), ±127 activations.
+#[test]
+fn prompt_block_products_at_extremes() {
+    let d = half::f16::from_f32(0.5);
+    let (rows, t, rb) = (33usize, 5usize, 3usize);
+    for (wq, xq) in [(-128i8, 127i8), (-128, -127), (127, 127), (127, -127)] {
+        let w = vec![BlockQ8_0 { d, qs: [wq; QK] }; rows * rb];
+        let x = vec![BlockQ8_0 { d, qs: [xq; QK] }; t * rb];
+        let xf = Matrix::Q8_0(x.clone().into()).to_f32();
+        let m = Matrix::Q8_0(w.clone().into());
+        let want = BlockQ8_0::dot(&w[..rb], &x[..rb]);
+        at_every_level(|l| {
+            let mut out = vec![f32::NAN; t * rows];
+            matmul::matmul_nt(&m, &xf, rb * QK, &mut out);
+            assert!(
+                out.iter().all(|&o| o == want),
+                "{l}: {wq} · {xq}: {out:?} vs {want}"
+            );
+        });
+    }
+}

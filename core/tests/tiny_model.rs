@@ -64,3 +64,35 @@ fn every_header_byte_flipped_is_an_error_or_a_valid_load() {
     println!("{header} header bytes × 2 flips: {errors} errors, {loads} valid loads");
     assert!(errors > header, "most flips must be caught");
 }
+
+/// A prompt block's rows split across threads (the products, Θ and attention) give the same
+/// logits, bit for bit, as one thread, for the Q8_0 model and its f32 twin; then one decode step.
+#[test]
+fn prompt_block_does_not_depend_on_threads() {
+    let bytes = tiny();
+    let buf = aligned(&bytes);
+    let q8 = checkpoint::load(view(&buf, bytes.len())).unwrap();
+    let f32_twin = tokenformer_core::Model::from_tensors(
+        q8.config.clone(),
+        q8.tensors_f32()
+            .into_iter()
+            .map(std::borrow::Cow::Owned)
+            .collect(),
+    )
+    .unwrap();
+    let tokens: Vec<u32> = (0..37).map(|i| (i * 37 + 5) % 400).collect();
+    for model in [&q8, &f32_twin] {
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut s = Session::new(model);
+                let block = s.feed_all(&tokens).unwrap();
+                (block.data, s.feed(&[7]).unwrap())
+            })
+        };
+        assert_eq!(run(1), run(3), "{}", model.embedding.format());
+    }
+}

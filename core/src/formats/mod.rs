@@ -42,6 +42,9 @@ pub trait Block:
     /// Quantize `x` (a multiple of 32 long) into `out`.
     fn quantize_row(x: &[f32], out: &mut [Self]);
     fn dequantize_row(blocks: &[Self], out: &mut [f32]);
+    /// The block's scale d and its 32 integer quants q (value i = d · q[i]), in element order:
+    /// what the integer GEMM (`kernels::qgemm`) repacks.
+    fn unpack(&self) -> (half::f16, [i8; QK]);
     /// The scalar reference Σ w·x against Q8_0 activations: exact i32 sums per block, scaled by
     /// the two blocks' scales.
     fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32;

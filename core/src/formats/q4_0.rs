@@ -77,6 +77,16 @@ impl Block for BlockQ4_0 {
     }
 
     #[inline(always)]
+    fn unpack(&self) -> (f16, [i8; QK]) {
+        let mut q = [0i8; QK];
+        for j in 0..QK / 2 {
+            q[j] = (self.qs[j] & 0x0f) as i8 - 8;
+            q[j + QK / 2] = (self.qs[j] >> 4) as i8 - 8;
+        }
+        (self.d, q)
+    }
+
+    #[inline(always)]
     fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
         scaled_block_sum(
             w,

@@ -68,6 +68,11 @@ impl Block for BlockQ8_0 {
     }
 
     #[inline(always)]
+    fn unpack(&self) -> (f16, [i8; QK]) {
+        (self.d, self.qs)
+    }
+
+    #[inline(always)]
     fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
         scaled_block_sum(
             w,

@@ -11,7 +11,8 @@ pub enum Level {
     Scalar,
     /// x86-64-v3: AVX2 + FMA.
     Avx2,
-    /// x86-64-v4: AVX-512 (f32 bodies; the block dots use their AVX2 kernels).
+    /// x86-64-v4: AVX-512 (f32 bodies; single-row block dots use their AVX2 kernels, prompt
+    /// blocks over quantized weights the VNNI integer GEMM when the CPU has VNNI).
     Avx512,
     /// aarch64 NEON.
     Neon,

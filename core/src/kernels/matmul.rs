@@ -36,6 +36,10 @@ pub fn matmul_nt(m: &Matrix<'_>, x: &[f32], k: usize, out: &mut [f32]) {
         b => {
             let acts = Q8Acts::quantize(x, k);
             let rb = k / QK;
+            #[cfg(feature = "std")]
+            if t >= GEMM_MIN_ROWS && super::qgemm::available() {
+                return integer_gemm(b, rb, &acts, out);
+            }
             row_products(rows, t, out, |r, buf| {
                 Block::rows_dot(&b[r.start * rb..r.end * rb], rb, &acts, buf)
             })
@@ -69,9 +73,36 @@ pub fn matmul_values(v: &Matrix<'_>, s: &[f32], n: usize, d_out: usize, out: &mu
     }
 }
 
+/// out[t, rows] through the integer GEMM (`qgemm`): panels of weight rows split across threads,
+/// each repacked once and run against every activation row.
+#[cfg(feature = "std")]
+fn integer_gemm<B: Block>(w: &[B], rb: usize, acts: &Q8Acts, out: &mut [f32]) {
+    use super::qgemm::{offset_acts, panel_product, Panel, NR};
+    let (t, rows) = (acts.rows(), w.len() / rb);
+    let xu = offset_acts(acts);
+    let panels = rows.div_ceil(NR);
+    let per_task = chunk_len(panels, 1);
+    // [panel][t][NR], scattered into out's [t, rows] at the end.
+    let mut tmp: Vec<f32> = vec![0.0; panels * t * NR];
+    for_each_chunk(&mut tmp, per_task * t * NR, |c, buf| {
+        let mut p = Panel::new(rb);
+        for (j, o) in buf.chunks_exact_mut(t * NR).enumerate() {
+            let r0 = (c * per_task + j) * NR;
+            p.pack(&w[r0 * rb..(r0 + NR).min(rows) * rb]);
+            panel_product(&p, &xu, &acts.scales, t, o);
+        }
+    });
+    for (p, tile) in tmp.chunks_exact(t * NR).enumerate() {
+        let (r0, n) = (p * NR, NR.min(rows - p * NR));
+        for (i, src) in tile.chunks_exact(NR).enumerate() {
+            out[i * rows + r0..i * rows + r0 + n].copy_from_slice(&src[..n]);
+        }
+    }
+}
+
 /// Rows per task: a few tasks per thread so a stalled thread does not hold everyone up, at
 /// least `min` rows so the per-task cost stays small; everything when single-threaded.
-fn chunk_len(rows: usize, min: usize) -> usize {
+pub(crate) fn chunk_len(rows: usize, min: usize) -> usize {
     let threads = super::threads();
     if threads <= 1 {
         return rows.max(1);
@@ -80,7 +111,11 @@ fn chunk_len(rows: usize, min: usize) -> usize {
 }
 
 /// Run `f(index, chunk)` over `chunk`-sized pieces of `out`, in parallel in std builds.
-fn for_each_chunk(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(crate) fn for_each_chunk(
+    out: &mut [f32],
+    chunk: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     #[cfg(feature = "std")]
     if super::threads() > 1 && out.len() > chunk {
         use rayon::prelude::*;

@@ -6,7 +6,9 @@
 //!   reference itself. The block formats' rows-dots (`formats::Block::rows_dot`) use AVX2
 //!   intrinsics on x86 and the compiler-vectorised reference elsewhere.
 //! - [`matmul`]: the two Pattention products and the logits over any [`Matrix`] format, split
-//!   across rows with `rayon` and, for large f32 prompt blocks, handed to [`gemm`] (std only).
+//!   across rows with `rayon`; prompt blocks (≥ 4 rows) are GEMMs: f32 through [`gemm`], Q8_0 and
+//!   Q4_0 through the integer GEMM of `qgemm` (AVX-512 VNNI, bit-identical to the scalar
+//!   reference) where the level is avx512 and the CPU has VNNI, else the rows-dots (std only).
 //!
 //! Without `std` (the embedded target) every kernel is the scalar reference. With it, the level
 //! is the best the CPU has unless forced by `TOKENFORMER_KERNELS=scalar|avx2|avx512|neon` or
@@ -21,6 +23,8 @@ mod gelu;
 pub mod gemm;
 mod level;
 pub mod matmul;
+#[cfg(feature = "std")]
+mod qgemm;
 #[cfg(feature = "std")]
 pub(crate) mod simd;
 pub mod vector;

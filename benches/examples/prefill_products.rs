@@ -1,0 +1,72 @@
+//! The products of a prompt block (150M sizes: d 768, 768 and 3072 parameter tokens) per
+//! CPU-second of this thread, every weight format, beside the f32 gemm 512³ (robust to a shared,
+//! loaded machine): `cargo run --release -p tokenformer-benches --example prefill_products [T]`.
+use tokenformer_core::formats::WEIGHT_FORMATS;
+use tokenformer_core::kernels::gemm::{gemm, View};
+use tokenformer_core::kernels::matmul;
+use tokenformer_core::model::{transpose, Matrix};
+use tokenformer_core::{DType, Rng};
+
+fn cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// GFLOP per CPU-second of `f`, which does `flops` FLOPs: best of several timed rounds.
+fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let c = cpu();
+        f();
+        best = best.min(cpu() - c);
+    }
+    flops / best / 1e9
+}
+
+fn main() {
+    let t: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut rng = Rng::new(1);
+        let n = 512;
+        let a: Vec<f32> = (0..n * n).map(|_| rng.normal() as f32).collect();
+        let mut c = vec![0.0; n * n];
+        let g = gflops(2.0 * (n * n * n) as f64, || {
+            gemm(View::rows(&a, n, n, n), View::rows(&a, n, n, n), &mut c, n, false, 1)
+        });
+        println!("gemm 512³ f32: {g:.1} GFLOP/s per CPU-s");
+        let d = 768;
+        for tokens in [768usize, 3072] {
+            let keys: Vec<f32> = (0..tokens * d).map(|_| rng.normal() as f32 * 0.02).collect();
+            let values: Vec<f32> = (0..tokens * d).map(|_| rng.normal() as f32 * 0.02).collect();
+            let x: Vec<f32> = (0..t * d).map(|_| rng.normal() as f32).collect();
+            let s: Vec<f32> = (0..t * tokens).map(|_| rng.normal() as f32).collect();
+            let flops = 2.0 * (t * tokens * d) as f64;
+            for f in WEIGHT_FORMATS {
+                let km = Matrix::quantize(&keys, f);
+                let vm = if f == DType::F32 {
+                    Matrix::quantize(&values, f)
+                } else {
+                    Matrix::quantize(&transpose(&values, tokens, d), f)
+                };
+                let mut out = vec![0.0; t * tokens];
+                let gk = gflops(flops, || matmul::matmul_nt(&km, &x, d, &mut out));
+                let mut out = vec![0.0; t * d];
+                let gv = gflops(flops, || matmul::matmul_values(&vm, &s, tokens, d, &mut out));
+                println!("T {t}, n {tokens:>4}, {f:>5}: keys {gk:5.1}, values {gv:5.1} GFLOP/s per CPU-s");
+            }
+        }
+    });
+}
