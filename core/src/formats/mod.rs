@@ -41,13 +41,37 @@ pub trait Block:
     fn write_bytes(&self, out: &mut Vec<u8>);
     /// Quantize `x` (a multiple of 32 long) into `out`.
     fn quantize_row(x: &[f32], out: &mut [Self]);
-    fn dequantize_row(blocks: &[Self], out: &mut [f32]);
     /// The block's scale d and its 32 integer quants q (value i = d · q[i]), in element order:
-    /// what the integer GEMM (`kernels::qgemm`) repacks.
+    /// the one statement of the format's values, which dequantization, the reference dot and the
+    /// integer GEMM (`kernels::qgemm`) all read.
     fn unpack(&self) -> (half::f16, [i8; QK]);
+    fn dequantize_row(blocks: &[Self], out: &mut [f32]) {
+        debug_assert_eq!(out.len(), blocks.len() * QK);
+        for (b, ob) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
+            let (d, q) = b.unpack();
+            let d = d.to_f32();
+            for (o, &q) in ob.iter_mut().zip(&q) {
+                *o = q as f32 * d;
+            }
+        }
+    }
     /// The scalar reference Σ w·x against Q8_0 activations: exact i32 sums per block, scaled by
     /// the two blocks' scales.
-    fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32;
+    #[inline(always)]
+    fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
+        debug_assert_eq!(w.len(), x.len());
+        let mut sum = 0.0f32;
+        for (a, b) in w.iter().zip(x) {
+            let (d, q) = a.unpack();
+            let qdot: i32 = q
+                .iter()
+                .zip(&b.qs)
+                .map(|(&p, &q)| p as i32 * q as i32)
+                .sum();
+            sum += qdot as f32 * (d.to_f32() * b.d.to_f32());
+        }
+        sum
+    }
     /// out[r·t + i] = w_r · x_i over weight rows of `row_blocks` blocks and the t activation rows
     /// of `x`, through the kernel level in force (`kernels::level`).
     fn rows_dot(w: &[Self], row_blocks: usize, x: &Q8Acts, out: &mut [f32]) {
@@ -94,23 +118,6 @@ pub fn blocks_to_bytes<B: Block>(b: &[B]) -> Cow<'_, [u8]> {
     let mut out = alloc::vec::Vec::with_capacity(b.len() * B::BYTES);
     b.iter().for_each(|x| x.write_bytes(&mut out));
     Cow::Owned(out)
-}
-
-/// Σ over blocks of the exact i32 dot of the quants (`qdot`) times d_w·d_x: the shape of every
-/// format's reference dot against Q8_0 activations.
-#[inline(always)]
-fn scaled_block_sum<B>(
-    w: &[B],
-    x: &[BlockQ8_0],
-    d: impl Fn(&B) -> half::f16,
-    qdot: impl Fn(&B, &BlockQ8_0) -> i32,
-) -> f32 {
-    debug_assert_eq!(w.len(), x.len());
-    let mut sum = 0.0f32;
-    for (a, b) in w.iter().zip(x) {
-        sum += qdot(a, b) as f32 * (d(a).to_f32() * b.d.to_f32());
-    }
-    sum
 }
 
 /// Round half away from zero, as C's `roundf` (ggml's rounding), without std.

@@ -2,7 +2,7 @@
 //! largest magnitude (sign kept), in 18 bytes. Byte j holds element j in its low nibble, element
 //! j + 16 in its high nibble.
 
-use super::{round, scaled_block_sum, Block, BlockQ8_0, QK};
+use super::{round, Block, BlockQ8_0, QK};
 use crate::dtype::DType;
 use alloc::vec::Vec;
 use half::f16;
@@ -65,17 +65,6 @@ impl Block for BlockQ4_0 {
         }
     }
 
-    fn dequantize_row(blocks: &[Self], out: &mut [f32]) {
-        debug_assert_eq!(out.len(), blocks.len() * QK);
-        for (b, ob) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
-            let d = b.d.to_f32();
-            for j in 0..QK / 2 {
-                ob[j] = ((b.qs[j] & 0x0f) as i32 - 8) as f32 * d;
-                ob[j + QK / 2] = ((b.qs[j] >> 4) as i32 - 8) as f32 * d;
-            }
-        }
-    }
-
     #[inline(always)]
     fn unpack(&self) -> (f16, [i8; QK]) {
         let mut q = [0i8; QK];
@@ -84,24 +73,6 @@ impl Block for BlockQ4_0 {
             q[j + QK / 2] = (self.qs[j] >> 4) as i8 - 8;
         }
         (self.d, q)
-    }
-
-    #[inline(always)]
-    fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        scaled_block_sum(
-            w,
-            x,
-            |a| a.d,
-            |a, b| {
-                let mut s = 0i32;
-                for j in 0..QK / 2 {
-                    let lo = (a.qs[j] & 0x0f) as i32 - 8;
-                    let hi = (a.qs[j] >> 4) as i32 - 8;
-                    s += lo * b.qs[j] as i32 + hi * b.qs[j + QK / 2] as i32;
-                }
-                s
-            },
-        )
     }
 
     #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]

@@ -1,6 +1,6 @@
 //! ggml's Q8_0: 32 values as d · q with q in −127..=127 and d = max|x| / 127, in 34 bytes.
 
-use super::{round, scaled_block_sum, Block, QK};
+use super::{round, Block, QK};
 use crate::dtype::DType;
 use alloc::vec::Vec;
 use half::f16;
@@ -57,35 +57,9 @@ impl Block for BlockQ8_0 {
         }
     }
 
-    fn dequantize_row(blocks: &[Self], out: &mut [f32]) {
-        debug_assert_eq!(out.len(), blocks.len() * QK);
-        for (b, ob) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
-            let d = b.d.to_f32();
-            for (o, &q) in ob.iter_mut().zip(&b.qs) {
-                *o = q as f32 * d;
-            }
-        }
-    }
-
     #[inline(always)]
     fn unpack(&self) -> (f16, [i8; QK]) {
         (self.d, self.qs)
-    }
-
-    #[inline(always)]
-    fn dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        scaled_block_sum(
-            w,
-            x,
-            |a| a.d,
-            |a, b| {
-                let mut s = 0i32;
-                for (&p, &q) in a.qs.iter().zip(&b.qs) {
-                    s += p as i32 * q as i32;
-                }
-                s
-            },
-        )
     }
 
     #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]
