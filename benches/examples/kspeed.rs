@@ -7,14 +7,7 @@ use tokenformer_core::model::Matrix;
 use tokenformer_core::ops::linalg::Vector;
 use tokenformer_core::{DType, Rng};
 
-fn cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
+use tokenformer_benches::thread_cpu_seconds as cpu;
 
 fn main() {
     let pool = rayon::ThreadPoolBuilder::new()

@@ -7,15 +7,7 @@ use tokenformer_core::kernels::matmul;
 use tokenformer_core::model::{transpose, Matrix};
 use tokenformer_core::{DType, Rng};
 
-fn cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
+use tokenformer_benches::thread_cpu_seconds as cpu;
 
 /// GFLOP per CPU-second of `f`, which does `flops` FLOPs: best of several timed rounds.
 fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {

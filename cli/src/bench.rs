@@ -59,34 +59,6 @@ fn stream_bandwidth() -> f64 {
     STREAM_BYTES as f64 / best
 }
 
-/// Side of the square f32 product that measures the machine's gemm speed.
-const GEMM_SIDE: usize = 512;
-
-/// Best of several f32 products [512, 512] · [512, 512] through the kernels' gemm wrapper on the
-/// pool's threads: FLOP/s.
-fn gemm_flops() -> f64 {
-    use tokenformer_core::kernels::gemm::{gemm, View};
-    let n = GEMM_SIDE;
-    let a: Vec<f32> = (0..n * n).map(|i| ((i % 13) as f32 - 6.0) * 0.1).collect();
-    let b: Vec<f32> = (0..n * n).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
-    let mut c = vec![0.0f32; n * n];
-    let mut best = f64::INFINITY;
-    for _ in 0..8 {
-        let t = Instant::now();
-        gemm(
-            View::rows(&a, n, n, n),
-            View::rows(&b, n, n, n),
-            &mut c,
-            n,
-            false,
-            kernels::threads(),
-        );
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    std::hint::black_box(&c);
-    2.0 * (n * n * n) as f64 / best
-}
-
 /// FLOPs of one prompt block of `t` tokens as `Session::feed` runs it: every layer's products
 /// (2 per weight of the layers) and causal attention (4·L·d per attended position) for each row,
 /// and the logits of the last row only.
@@ -183,7 +155,7 @@ pub fn run(a: Args) -> Result<(), String> {
                 decode_s,
                 decode_cpu_s,
                 stream_bandwidth(),
-                gemm_flops(),
+                kernels::gemm::gemm_512_flops(kernels::threads()),
             ))
         })?;
 
@@ -248,7 +220,7 @@ pub fn run(a: Args) -> Result<(), String> {
             a.prompt_tokens
         );
         println!(
-            "prefill: {prefill_gflops:.1} GFLOP/s; gemm {GEMM_SIDE}³ f32: {gemm_gflops:.1} GFLOP/s (fraction {:.2})",
+            "prefill: {prefill_gflops:.1} GFLOP/s; gemm 512³ f32: {gemm_gflops:.1} GFLOP/s (fraction {:.2})",
             prefill_gflops / gemm_gflops
         );
         println!(

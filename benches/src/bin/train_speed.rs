@@ -170,7 +170,8 @@ fn main() {
     let flops_per_token = 6.0 * cfg.param_count() as f64 + 12.0 * (layers * d * seq) as f64;
     let mfu = ours * flops_per_token / (peak_tflops * 1e12);
     // The machine's limit as this run sees it: gemm on a 512³ product at the same thread count.
-    let gemm512 = (device == "cpu").then(|| gemm_512_gflops(threads));
+    let gemm512 =
+        (device == "cpu").then(|| tokenformer_core::kernels::gemm::gemm_512_flops(threads) / 1e9);
     let gflops = |tok_s: f64| tok_s * flops_per_token / 1e9;
     let of_gemm = |tok_s: f64| {
         gemm512.map_or(String::new(), |g| {
@@ -244,34 +245,6 @@ fn main() {
         );
         println!("ratio (ours / torch): {:.2}", ours / torch);
     }
-}
-
-/// GFLOP/s of gemm (the crate every CPU product goes through) on c = a·b, all 512 × 512,
-/// row-major, at `threads` threads: the best of 10 after one warm-up.
-fn gemm_512_gflops(threads: usize) -> f64 {
-    use tokenformer_core::kernels::gemm::{gemm, View};
-    const N: usize = 512;
-    let mut rng = Rng::new(1);
-    let a: Vec<f32> = (0..N * N).map(|_| rng.normal() as f32).collect();
-    let b: Vec<f32> = (0..N * N).map(|_| rng.normal() as f32).collect();
-    let mut c = vec![0.0f32; N * N];
-    let mut best = f64::INFINITY;
-    for i in 0..11 {
-        let t = Instant::now();
-        gemm(
-            View::rows(&a, N, N, N),
-            View::rows(&b, N, N, N),
-            &mut c,
-            N,
-            false,
-            threads,
-        );
-        if i > 0 {
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-    }
-    std::hint::black_box(&c);
-    2.0 * (N * N * N) as f64 / best / 1e9
 }
 
 /// Seconds for the timed steps (after one warm-up step) on backend `be`.
