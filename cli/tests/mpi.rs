@@ -68,6 +68,13 @@ fn output(mut c: Command) -> Output {
     c.output().expect("mpirun (apt-get install openmpi-bin)")
 }
 
+/// Run a job that must fail; its stderr.
+fn failed_stderr(c: Command) -> String {
+    let o = output(c);
+    assert!(!o.status.success());
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 fn ok_mpi(np: usize, args: &[String]) {
     let o = output({
         let mut c = mpirun(np, &[]);
@@ -210,13 +217,11 @@ fn resume_at_another_world_size_matches_to_rounding() {
 
     // 3 ranks cannot share 2 micro-batches: refused, naming why, on every rank.
     let refused = cut_at(&p.one, 10, &d.path().join("refused"));
-    let o = output({
+    let err = failed_stderr({
         let mut c = mpirun(3, &[]);
         c.args(resume_args(&p, &refused, 20));
         c
     });
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
     assert!(err.contains("cannot take an equal share"), "{err}");
 }
 
@@ -225,13 +230,11 @@ fn perturbed_rank_stops_on_weight_hash() {
     let d = tempfile::tempdir().unwrap();
     let (data, tok) = corpus(d.path(), "tok.json", 300);
     let out = d.path().join("run");
-    let o = output({
+    let err = failed_stderr({
         let mut c = mpirun(2, &["-x", "TOKENFORMER_DEBUG_PERTURB_RANK=1"]);
         c.args(train_args(&data, &tok, &out, 20, 1));
         c
     });
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
     assert!(err.contains("weight hash mismatch"), "{err}");
 }
 
@@ -245,9 +248,7 @@ fn different_tokenizer_stops_every_rank() {
     c.args(train_args(&data, &tok, &out, 5, 1))
         .args([":", "-np", "1", BIN])
         .args(train_args(&data, &tok2, &out, 5, 1));
-    let o = output(c);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let err = failed_stderr(c);
     assert_eq!(
         err.matches("startup check: the tokenizer differ").count(),
         2,
