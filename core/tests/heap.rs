@@ -3,37 +3,12 @@
 //! the tiny firmware config and variants, with prompts fed in blocks of several lengths.
 //! One `#[test]` only: the counters are global to this test binary.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{live, peak_during};
 use tokenformer_core::checkpoint;
 use tokenformer_core::{init::init, Config, DType, Session, ThetaKind};
-
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), SeqCst) + layout.size();
-        PEAK.fetch_max(live, SeqCst);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), SeqCst);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
-
-/// Peak live bytes above the level at the start of `f`.
-fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let base = LIVE.load(SeqCst);
-    PEAK.store(base, SeqCst);
-    let r = f();
-    (r, PEAK.load(SeqCst) - base)
-}
 
 /// The firmware's tiny model (`models/tiny-config.json`).
 fn tiny() -> Config {
@@ -76,7 +51,7 @@ fn as_bytes(buf: &[u128], len: usize) -> &[u8] {
 /// peak, header length), peaks in bytes above the file's own bytes.
 fn measure(file: &[u8], context: usize, block: usize) -> (usize, usize, usize) {
     let header = 8 + u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
-    let before = LIVE.load(SeqCst);
+    let before = live();
     let (model, load_peak) = peak_during(|| checkpoint::load(file).unwrap());
     assert_eq!(
         model.borrowed_bytes(),
@@ -84,7 +59,7 @@ fn measure(file: &[u8], context: usize, block: usize) -> (usize, usize, usize) {
         "weights must be borrowed"
     );
     // The model's own allocations (layer tables, rotary frequencies) count towards the bound.
-    let model_bytes = LIVE.load(SeqCst) - before;
+    let model_bytes = live() - before;
     let vocab = model.config.vocab_size as u32;
     let prompt: Vec<u32> = (0..block as u32).map(|i| (i * 37 + 1) % vocab).collect();
     let ((), run_peak) = peak_during(|| {

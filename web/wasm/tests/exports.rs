@@ -1,31 +1,11 @@
 //! The module's exports, called as the page calls them, under an allocator that counts live
 //! bytes: a failed model load frees its buffer, and a second load then succeeds.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+#[path = "../../../core/tests/support/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::live;
 use tokenformer_web::{tf_error_len, tf_error_ptr, tf_model_alloc, tf_model_load};
-
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Relaxed);
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 fn copy_in(bytes: &[u8]) {
     let p = tf_model_alloc(bytes.len());
@@ -42,13 +22,13 @@ fn a_failed_load_frees_its_buffer_and_a_retry_loads() {
     ))
     .unwrap();
     let bad = vec![0xAB_u8; 1 << 20];
-    let before = LIVE.load(Relaxed);
+    let before = live();
     copy_in(&bad);
     assert_eq!(tf_model_load(), -1);
     // SAFETY: the module's error message, valid until the next call.
     let msg = unsafe { std::slice::from_raw_parts(tf_error_ptr(), tf_error_len()) };
     assert!(String::from_utf8_lossy(msg).contains("loading the model"));
-    let kept = LIVE.load(Relaxed).saturating_sub(before);
+    let kept = live().saturating_sub(before);
     assert!(
         kept < 4096,
         "{kept} bytes still live after a failed 1 MiB load"
