@@ -314,14 +314,7 @@ fn killed_rank_ends_the_job_and_the_run_resumes() {
         "inspect",
         latest.join("model.safetensors").to_str().unwrap(),
     ]);
-    let step: u64 = latest
-        .to_str()
-        .unwrap()
-        .rsplit('-')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let step = step_of(&latest);
     let mut args = train_args(&data, &tok, &out, 100_000, 1);
     args.push("--resume".into());
     let mut c = mpirun(2, &[]);
@@ -339,15 +332,14 @@ fn killed_rank_ends_the_job_and_the_run_resumes() {
     // SAFETY: as above.
     unsafe { libc::kill(again.id() as i32, libc::SIGTERM) };
     let _ = again.wait();
-    let newer: u64 = tokenformer_latest(&out)
-        .to_str()
-        .unwrap()
-        .rsplit('-')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let newer = step_of(&tokenformer_latest(&out));
     assert!(newer > step);
+}
+
+/// The step of a `step-NNNNNNNN` checkpoint directory.
+fn step_of(checkpoint: &Path) -> u64 {
+    let name = checkpoint.file_name().and_then(|n| n.to_str()).unwrap();
+    name.rsplit('-').next().unwrap().parse().unwrap()
 }
 
 fn tokenformer_latest(run: &Path) -> PathBuf {
