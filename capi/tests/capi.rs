@@ -317,22 +317,27 @@ fn greedy_matches_the_rust_session_and_logits_are_copied() {
 fn stop_ids_and_seeded_sampling() {
     let m = model();
     let prompt = [5u32, 6, 7];
-    let first = greedy(m, &prompt, 4);
+    // The stop id: the first greedy id, from the third on, not seen before it, so the ids before
+    // it must all come out and the stop must end the loop there.
+    let first = greedy(m, &prompt, 12);
+    let at = (2..first.len())
+        .find(|&i| !first[..i].contains(&first[i]))
+        .expect("a new id among the first 12 greedy ids");
     let mut s = null_mut();
     assert_eq!(tf_session_new(m, &mut s), TfStatus::TfOk);
-    tf_session_set_stop_ids(s, &first[2], 1);
+    tf_session_set_stop_ids(s, &first[at], 1);
     tf_session_feed(s, prompt.as_ptr(), 3, null_mut(), 0);
     let mut seen = Vec::new();
     loop {
         let (mut id, mut stop) = (0, false);
         assert_eq!(tf_session_next(s, &mut id, &mut stop), TfStatus::TfOk);
         if stop {
-            assert_eq!(id, first[2]);
+            assert_eq!(id, first[at]);
             break;
         }
         seen.push(id);
     }
-    assert_eq!(seen, first[..2]);
+    assert_eq!(seen, first[..at]);
 
     let sampled = |seed| {
         let sampling = TfSampling {
