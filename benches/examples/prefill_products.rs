@@ -3,8 +3,9 @@
 //! loaded machine): `cargo run --release -p tokenformer-benches --example prefill_products [T]`.
 use tokenformer_core::formats::WEIGHT_FORMATS;
 use tokenformer_core::kernels::gemm::{gemm, View};
-use tokenformer_core::kernels::matmul;
+use tokenformer_core::kernels::{matmul, vector};
 use tokenformer_core::model::{transpose, Matrix};
+use tokenformer_core::ops::attention::causal_attention;
 use tokenformer_core::{DType, Rng};
 
 use tokenformer_benches::thread_cpu_seconds as cpu;
@@ -60,5 +61,28 @@ fn main() {
                 println!("T {t}, n {tokens:>4}, {f:>5}: keys {gk:5.1}, values {gv:5.1} GFLOP/s per CPU-s");
             }
         }
+        // Causal attention of the T-row prompt (12 heads), row by row (the dots the session runs
+        // for blocks under 4 rows) and in blocks of `ATTENTION_ROWS` as products (what it runs
+        // for prompts): the FLOPs of the causal triangle, 2·(QKᵀ + PV).
+        let heads = 12;
+        let (q, k) = (
+            (0..t * d).map(|_| rng.normal() as f32).collect::<Vec<f32>>(),
+            (0..t * d).map(|_| rng.normal() as f32).collect::<Vec<f32>>(),
+        );
+        let mut out = vec![0.0; t * d];
+        let flops = 2.0 * (t * (t + 1)) as f64 * d as f64;
+        let rows = gflops(flops, || {
+            causal_attention(vector::Dispatch, &q, &k, &k, d, heads, 0, &mut out)
+        });
+        let blocks = gflops(flops, || {
+            let block = matmul::ATTENTION_ROWS;
+            for (b, o) in out.chunks_mut(block * d).enumerate() {
+                let (i0, n) = (b * block, o.len() / d);
+                let seen = (i0 + n) * d;
+                let qb = &q[i0 * d..seen];
+                matmul::causal_attention_block(qb, &k[..seen], &k[..seen], d, heads, i0, o);
+            }
+        });
+        println!("T {t}, attention: rows {rows:5.1}, blocks {blocks:5.1} GFLOP/s per CPU-s");
     });
 }

@@ -273,23 +273,21 @@ impl Ops for SessionOps<'_, '_, '_> {
         vc.extend_from_slice(&v.data);
         let mut out = Tensor::zeros(q.rows, q.cols);
         // Query rows are independent (each sees the history up to its own position): a prompt
-        // block's rows split across the kernels' threads, each row computed as in one call.
+        // block's rows split across the kernels' threads in blocks of a fixed size, whose
+        // products (`causal_attention_block`) sum in an order set by the block alone, so a row
+        // does not depend on the thread count.
         let (d, pos0, heads) = (q.cols, self.pos0, self.model.config.n_heads);
-        let rows = matmul::chunk_len(q.rows, 4);
+        let rows = matmul::ATTENTION_ROWS;
         let (kc, vc) = (&kc[..], &vc[..]);
         matmul::for_each_chunk(&mut out.data, rows * d, |c, o| {
             let (i0, t) = (c * rows, o.len() / d);
             let seen = (pos0 + i0 + t) * d;
-            attention::causal_attention(
-                Dispatch,
-                &q.data[i0 * d..(i0 + t) * d],
-                &kc[..seen],
-                &vc[..seen],
-                d,
-                heads,
-                pos0 + i0,
-                o,
-            );
+            let (q, k, v) = (&q.data[i0 * d..(i0 + t) * d], &kc[..seen], &vc[..seen]);
+            #[cfg(feature = "std")]
+            if t >= matmul::GEMM_MIN_ROWS {
+                return matmul::causal_attention_block(q, k, v, d, heads, pos0 + i0, o);
+            }
+            attention::causal_attention(Dispatch, q, k, v, d, heads, pos0 + i0, o);
         });
         out
     }

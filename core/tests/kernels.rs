@@ -330,6 +330,37 @@ fn attention_matches_scalar_once() {
     }
 }
 
+/// A prompt block's attention as products (`matmul::causal_attention_block`) against the scalar
+/// row-by-row reference: blocks from the first position and after a history, heads of odd and
+/// model sizes. Bound: |block − reference| ≤ 1e-6 · n · (1 + |reference|), n the history
+/// length (the longest sum; outputs are convex sums of the v rows, |v| ~ 1). The output starts
+/// as NaN: every value must be written.
+#[test]
+fn attention_block_matches_scalar() {
+    let mut rng = Rng::new(5);
+    for &(d, heads, pos0, t) in &[
+        (8usize, 2usize, 0usize, 4usize),
+        (96, 3, 17, 5),
+        (256, 4, 0, 64),
+        (768, 12, 40, 33),
+    ] {
+        let q = random(t * d, &mut rng);
+        let k = random((pos0 + t) * d, &mut rng);
+        let v = random((pos0 + t) * d, &mut rng);
+        let mut a = vec![f32::NAN; t * d];
+        let mut b = vec![0.0; t * d];
+        matmul::causal_attention_block(&q, &k, &v, d, heads, pos0, &mut a);
+        causal_attention(Scalar, &q, &k, &v, d, heads, pos0, &mut b);
+        let tol = 1e-6 * (pos0 + t) as f32;
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "{x} vs {y} (d {d}, t {t})"
+            );
+        }
+    }
+}
+
 /// The spacing of f32 values at |y| (2^-149 among the subnormals).
 fn ulp(y: f64) -> f64 {
     let y = (y.abs() as f32).max(f32::MIN_POSITIVE);

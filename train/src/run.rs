@@ -219,7 +219,7 @@ pub fn run<B: Backend>(
         if t.comm.size() > 1 && every(rc.eval_every, s.step) && !weights_agree(t) {
             return Err(RunError::Diverged { step: s.step });
         }
-        let eval = |set: &[_]| (lead && !set.is_empty()).then(|| t.eval(set));
+        let mut eval = |set: &[_]| (lead && !set.is_empty()).then(|| t.eval(set));
         let heldout_loss = every(rc.eval_every, s.step)
             .then(|| eval(&eval_set))
             .flatten();

@@ -6,7 +6,7 @@ use crate::collective::{Collective, Single};
 use crate::data::DataError;
 use crate::optim::{AdamW, Moments, Schedule};
 use crate::params::Params;
-use crate::tape::Tape;
+use crate::tape::{Pool, Tape};
 use serde::{Deserialize, Serialize};
 use tokenformer_core::Model;
 
@@ -114,6 +114,8 @@ pub struct Trainer<'b, B: Backend> {
     grads: Params<B>,
     /// The gradient of one micro-batch when accumulating (allocated on first use).
     partial: Option<Params<B>>,
+    /// Activation, gradient and scratch buffers, reused from step to step.
+    pool: Pool<B>,
     /// The ranks this trainer steps with ([`Single`] unless set by `with_collective`).
     pub comm: &'b dyn Collective,
     pub tc: TrainConfig,
@@ -135,6 +137,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             moments,
             grads,
             partial: None,
+            pool: Pool::default(),
             comm: &Single,
             tc,
             step: 0,
@@ -197,9 +200,11 @@ impl<'b, B: Backend> Trainer<'b, B> {
             for g in &mut target.tensors {
                 be.fill_zero(g);
             }
-            let mut tape = Tape::new(be, &self.params, rows);
+            let pool = std::mem::take(&mut self.pool);
+            let mut tape = Tape::with_pool(be, &self.params, rows, pool);
             let logits = tape.forward(&self.inputs);
             let losses = tape.backward_from_cross_entropy(logits, &self.targets, scale, target);
+            self.pool = tape.into_pool();
             loss_sum += losses.iter().sum::<f64>();
             if let (true, Some(p)) = (a > 0, &self.partial) {
                 for (g, x) in self.grads.tensors.iter_mut().zip(&p.tensors) {
@@ -244,8 +249,15 @@ impl<'b, B: Backend> Trainer<'b, B> {
         })
     }
 
-    /// Mean loss (nats per token) over windows of (inputs, targets) of equal length.
-    pub fn eval(&self, windows: &[(Vec<u32>, Vec<u32>)]) -> f64 {
+    /// Free the activation and gradient buffers kept for the next step (it allocates them anew).
+    pub fn release_buffers(&mut self) {
+        self.pool = Pool::default();
+    }
+
+    /// Mean loss (nats per token) over windows of (inputs, targets) of equal length. The
+    /// step's buffers are released first, so evaluation needs no more memory than a step.
+    pub fn eval(&mut self, windows: &[(Vec<u32>, Vec<u32>)]) -> f64 {
+        self.release_buffers();
         eval_loss(self.be, &self.params, windows, self.tc.batch)
     }
 }

@@ -107,8 +107,13 @@ mod device {
             self.write(x, |x| x.fill(0.0));
         }
 
-        fn copy(&self, x: &Handle) -> Handle {
-            self.alloc(self.read(x))
+        fn len(&self, x: &Handle) -> usize {
+            self.read(x).len()
+        }
+
+        fn copy_into(&self, x: &Handle, y: &mut Handle) {
+            let x = self.read(x);
+            self.write(y, |y| y.copy_from_slice(&x));
         }
 
         fn matmul(
@@ -342,6 +347,7 @@ fn opaque_step_equals_cpu_step() {
         let mut tape = Tape::new(be, &params, rows);
         let logits = tape.forward(&tokens);
         tape.backward_from_cross_entropy(logits, &tokens, 1.0, &mut grads);
+        drop(tape);
         // A clip low enough that the gradients are scaled.
         let opt = AdamW {
             clip: 0.5,

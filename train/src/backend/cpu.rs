@@ -100,8 +100,12 @@ impl Backend for Cpu {
         x.fill(0.0);
     }
 
-    fn copy(&self, x: &Vec<f32>) -> Vec<f32> {
-        x.clone()
+    fn len(&self, x: &Vec<f32>) -> usize {
+        x.len()
+    }
+
+    fn copy_into(&self, x: &Vec<f32>, y: &mut Vec<f32>) {
+        y.copy_from_slice(x);
     }
 
     fn matmul(

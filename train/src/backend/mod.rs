@@ -213,6 +213,8 @@ impl<B: Backend> RopeTables<B> {
     }
 }
 
+/// Every op writes each value of its outputs (unless documented as accumulating, `+=`): the
+/// tape hands ops buffers reused from an earlier step, whose stale values must never be read.
 pub trait Backend: Sync {
     type Buf: Send + Sync;
 
@@ -221,8 +223,10 @@ pub trait Backend: Sync {
     fn upload(&self, x: &[f32]) -> Self::Buf;
     fn download(&self, x: &Self::Buf) -> Vec<f32>;
     fn fill_zero(&self, x: &mut Self::Buf);
-    /// A new buffer holding x's values.
-    fn copy(&self, x: &Self::Buf) -> Self::Buf;
+    /// The number of values in x (what `zeros` was asked for).
+    fn len(&self, x: &Self::Buf) -> usize;
+    /// y = x (equal lengths).
+    fn copy_into(&self, x: &Self::Buf, y: &mut Self::Buf);
 
     /// c (+)= a · b, each operand possibly stored transposed.
     fn matmul(

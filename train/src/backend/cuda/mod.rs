@@ -424,8 +424,12 @@ impl Backend for CudaBackend {
         self.stream.memset_zeros(x).expect("CUDA memset");
     }
 
-    fn copy(&self, x: &CudaSlice<f32>) -> CudaSlice<f32> {
-        self.stream.clone_dtod(x).expect("CUDA copy")
+    fn len(&self, x: &CudaSlice<f32>) -> usize {
+        x.len()
+    }
+
+    fn copy_into(&self, x: &CudaSlice<f32>, y: &mut CudaSlice<f32>) {
+        self.stream.memcpy_dtod(x, y).expect("CUDA copy");
     }
 
     /// With an NCCL collective the gradients are summed on the device, in place; otherwise
