@@ -101,6 +101,9 @@ pub fn driver_version() -> Result<(i32, i32), CudaError> {
     Ok((v / 1000, (v % 1000) / 10))
 }
 
+/// The CUDA backend (feature `cuda`): buffers in device memory, products in cuBLAS, every other
+/// op an NVRTC-compiled kernel. The driver and libraries are loaded at run time, so a build with
+/// the feature starts on machines without CUDA (and reports that no device is found).
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -283,6 +286,7 @@ impl CudaBackend {
         )
     }
 
+    /// The precision of its products.
     pub fn precision(&self) -> Precision {
         self.precision
     }
