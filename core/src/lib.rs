@@ -56,7 +56,7 @@
 //! use tokenformer_core::file::ModelFile;
 //! use tokenformer_core::{Sampler, SamplerConfig, Session};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
 //! let file = ModelFile::open(format!("{dir}/tiny-q8_0.safetensors"))?;
 //! let model = file.model()?;
@@ -89,7 +89,7 @@
 //! use tokenformer_core::session::log_softmax;
 //! use tokenformer_core::Session;
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
 //! let file = ModelFile::open(format!("{dir}/tiny-q8_0.safetensors"))?;
 //! let model = file.model()?;
@@ -115,7 +115,7 @@
 //! use tokenformer_core::grow::{grow, Init, Scale, Targets};
 //! use tokenformer_core::{checkpoint, init::init, Config, DType, Session};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! // Fresh weights for a preset (`tiny` is for tests; `150m` … `1.5b` are the released sizes).
 //! let model = init(Config::preset("tiny")?, 0)?;
 //!

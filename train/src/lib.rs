@@ -42,7 +42,7 @@
 //!     }
 //! }
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let model = init(Config::preset("tiny")?, 0)?;
 //! let tc = TrainConfig {
 //!     batch: 4, // sequences per micro-batch
