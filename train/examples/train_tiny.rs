@@ -24,7 +24,7 @@ struct Print;
 impl Observer for Print {
     fn step(&mut self, log: &[LogLine]) -> std::io::Result<()> {
         let l = &log[log.len() - 1];
-        if l.step % 10 == 0 {
+        if l.step.is_multiple_of(10) {
             let heldout = l
                 .heldout_loss
                 .map_or(String::new(), |h| format!(", held-out {h:.3}"));
