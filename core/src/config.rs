@@ -78,7 +78,8 @@ pub struct Config {
     /// Token count whose square root scales the q/k/v scores (equals `qkv_tokens` unless the
     /// model was grown with the scale kept).
     pub qkv_scale_tokens: usize,
-    /// Token count whose square root scales the output projection's scores (see `qkv_scale_tokens`).
+    /// Token count whose square root scales the output projection's scores (see
+    /// `qkv_scale_tokens`).
     pub proj_scale_tokens: usize,
     /// Token count whose square root scales the FFN's scores (see `qkv_scale_tokens`).
     pub ffn_scale_tokens: usize,
@@ -327,8 +328,8 @@ impl Config {
         }
     }
 
-    /// The token count whose √ scales the scores of `kind` (equal to [`Config::tokens`] unless the
-    /// model was grown with [`crate::grow::Scale::Keep`]).
+    /// The token count whose √ scales the scores of `kind` (equal to [`Config::tokens`] unless
+    /// the model was grown with [`crate::grow::Scale::Keep`]).
     pub fn scale_tokens(&self, kind: PattentionKind) -> usize {
         match kind {
             PattentionKind::Qkv => self.qkv_scale_tokens,

@@ -522,7 +522,8 @@ impl<'a> Model<'a> {
         Model::from_matrices(self.config.clone(), out)
     }
 
-    /// The token count whose √ scales the scores of Pattention `p` (see [`Config::scale_tokens`]).
+    /// The token count whose √ scales the scores of Pattention `p` (see
+    /// [`Config::scale_tokens`]).
     pub fn scale_tokens(&self, p: Pattn) -> usize {
         self.config.scale_tokens(p.kind())
     }
