@@ -20,12 +20,14 @@ pub enum ThetaKind {
 }
 
 impl ThetaKind {
+    /// Every variant, in the order of the spec.
     pub const ALL: [ThetaKind; 3] = [
         ThetaKind::L2NormGelu,
         ThetaKind::GeluL2Norm,
         ThetaKind::Softmax,
     ];
 
+    /// The name used in config JSON and on the command line (`l2_norm_gelu`, …).
     pub fn name(self) -> &'static str {
         match self {
             ThetaKind::L2NormGelu => "l2_norm_gelu",
@@ -34,6 +36,7 @@ impl ThetaKind {
         }
     }
 
+    /// The variant of a [`ThetaKind::name`], or `None` for an unknown name.
     pub fn parse(s: &str) -> Option<ThetaKind> {
         ThetaKind::ALL.into_iter().find(|n| n.name() == s)
     }
@@ -48,8 +51,11 @@ impl fmt::Display for ThetaKind {
 /// The three kinds of Pattention in a layer; q, k and v share one token count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PattentionKind {
+    /// Each of the q, k and v projections (`qkv_tokens`).
     Qkv,
+    /// The attention output projection (`proj_tokens`).
     Proj,
+    /// The feed-forward Pattention (`ffn_tokens`).
     Ffn,
 }
 
@@ -57,8 +63,11 @@ pub enum PattentionKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Transformer layers.
     pub n_layers: usize,
+    /// Width of the residual stream (channels per token).
     pub d_model: usize,
+    /// Attention heads; must divide `d_model` (head_dim = d_model / n_heads).
     pub n_heads: usize,
     /// Parameter tokens of each of the q, k and v Pattentions.
     pub qkv_tokens: usize,
@@ -69,11 +78,16 @@ pub struct Config {
     /// Token count whose square root scales the q/k/v scores (equals `qkv_tokens` unless the
     /// model was grown with the scale kept).
     pub qkv_scale_tokens: usize,
+    /// Token count whose square root scales the output projection's scores (see
+    /// `qkv_scale_tokens`).
     pub proj_scale_tokens: usize,
+    /// Token count whose square root scales the FFN's scores (see `qkv_scale_tokens`).
     pub ffn_scale_tokens: usize,
     /// Fraction of each head's dims that rotary embedding rotates (GPT-NeoX: 0.25).
     pub rotary_pct: f32,
+    /// Base of the rotary frequencies (10,000 in the released models); must be > 1.
     pub rotary_base: f32,
+    /// The Θ normalisation of every Pattention's scores.
     pub norm: ThetaKind,
     /// Rows of the (tied) embedding, padded for speed: 50,304 in the released models.
     pub vocab_size: usize,
@@ -81,31 +95,50 @@ pub struct Config {
     pub tokenizer_vocab: usize,
     /// Longest sequence the model is meant for; the KV cache never grows past it.
     pub max_context: usize,
+    /// ε of every LayerNorm (1e-5 in the released models); must be > 0.
     pub layer_norm_eps: f32,
 }
 
 /// Why a configuration was refused. Each variant names the field at fault.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConfigError {
+    /// A size field that must be positive is 0.
     Zero(&'static str),
+    /// `n_heads` does not divide `d_model`.
     HeadsDoNotDivide {
+        /// The model width.
         d_model: usize,
+        /// The head count.
         n_heads: usize,
     },
+    /// `rotary_pct` of the head dimension is an odd number of dims (rotation works on pairs).
     OddRotaryDims {
+        /// Channels per head.
         head_dim: usize,
+        /// The rotated fraction.
         rotary_pct: f32,
+        /// floor(head_dim · rotary_pct).
         rotary_dims: usize,
     },
+    /// A float field that is not finite or out of its range (`rotary_pct` in [0, 1], `rotary_base`
+    /// > 1, `layer_norm_eps` > 0).
     BadFloat {
+        /// The field.
         field: &'static str,
+        /// Its value.
         value: f32,
     },
+    /// `tokenizer_vocab` is larger than the embedding's `vocab_size`.
     TokenizerVocabTooLarge {
+        /// Ids the tokenizer produces.
         tokenizer_vocab: usize,
+        /// Rows of the embedding.
         vocab_size: usize,
     },
+    /// A size (the field named, the parameter count or the KV cache) past the limits: 2^24 per
+    /// dimension, 2^40 elements in all.
     TooLarge(&'static str),
+    /// [`Config::preset`] was given a name it does not know.
     UnknownPreset(String),
 }
 
@@ -155,6 +188,7 @@ const MAX_DIM: usize = 1 << 24;
 const MAX_ELEMENTS: u64 = 1 << 40;
 
 impl Config {
+    /// The names [`Config::preset`] accepts.
     pub const PRESETS: [&'static str; 5] = ["tiny", "150m", "450m", "900m", "1.5b"];
 
     /// The released geometry: GPT-NeoX vocabulary, context 2048, rotary 25 %, l2_norm_gelu.
@@ -200,6 +234,9 @@ impl Config {
         })
     }
 
+    /// Check every field: sizes positive and bounded, heads dividing `d_model`, an even rotary dim
+    /// count, floats finite and in range, `tokenizer_vocab <= vocab_size`, parameter and KV-cache
+    /// counts that fit. Loading and [`crate::init::init`] call it; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("n_layers", self.n_layers),
@@ -272,6 +309,7 @@ impl Config {
         Ok(())
     }
 
+    /// Channels per attention head: `d_model / n_heads`.
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_heads
     }
@@ -281,6 +319,7 @@ impl Config {
         (self.head_dim() as f64 * self.rotary_pct as f64) as usize
     }
 
+    /// Parameter tokens (n) of each Pattention of `kind`.
     pub fn tokens(&self, kind: PattentionKind) -> usize {
         match kind {
             PattentionKind::Qkv => self.qkv_tokens,
@@ -289,6 +328,8 @@ impl Config {
         }
     }
 
+    /// The token count whose √ scales the scores of `kind` (equal to [`Config::tokens`] unless
+    /// the model was grown with [`crate::grow::Scale::Keep`]).
     pub fn scale_tokens(&self, kind: PattentionKind) -> usize {
         match kind {
             PattentionKind::Qkv => self.qkv_scale_tokens,
@@ -350,16 +391,23 @@ impl Config {
     }
 }
 
+/// Parameter counts by kind (see [`Config::param_breakdown`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParamBreakdown {
+    /// The tied embedding: vocab_size · d_model.
     pub embedding: usize,
+    /// Keys and values of every q, k and v Pattention, all layers.
     pub qkv: usize,
+    /// Keys and values of every output projection, all layers.
     pub proj: usize,
+    /// Keys and values of every FFN Pattention, all layers.
     pub ffn: usize,
+    /// The final LayerNorm's weight and bias.
     pub norms: usize,
 }
 
 impl ParamBreakdown {
+    /// The sum (`usize::MAX` on overflow).
     pub fn total(&self) -> usize {
         self.checked_total().unwrap_or(usize::MAX)
     }
@@ -371,9 +419,12 @@ impl ParamBreakdown {
     }
 }
 
+/// Forward FLOPs of one token (see [`Config::flops_per_token`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flops {
+    /// Token-parameter FLOPs: 2 per parameter.
     pub token_parameter: u64,
+    /// Token-token FLOPs (attention over the context): 4 · n_layers · d_model · context.
     pub token_token: u64,
 }
 

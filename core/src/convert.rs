@@ -8,7 +8,7 @@
 //! | `sequential.{l+2}.attention.{query,key,value}.{key,value}_param_tokens` [n_qkv, d] | `layers.{l}.{q,k,v}.{keys,values}` |
 //! | `sequential.{l+2}.attention.proj.{key,value}_param_tokens` [n_proj, d] | `layers.{l}.o.{keys,values}` |
 //! | `sequential.{l+2}.mlp.{key,value}_param_tokens` [n_ffn, d] | `layers.{l}.ffn.{keys,values}` |
-//! | `sequential.{L+3}.norm.{weight,bias}` [d] | `final_norm.{weight,bias}` |
+//! | `sequential.{L+3}.norm.{weight,bias}` `[d]` | `final_norm.{weight,bias}` |
 //!
 //! Layers, d, vocab and the three token counts are read from the shapes; heads cannot be (900M
 //! has 16 heads of 80), so they come from a preset or the caller. Every tensor our config calls
@@ -54,59 +54,93 @@ pub fn official_name(role: Role, n_layers: usize) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Hyper {
     /// A released size: its heads and the rest, and the file's geometry must match it exactly.
-    Preset { name: String, config: Config },
+    Preset {
+        /// The preset's name (`150m`, …).
+        name: String,
+        /// Its config.
+        config: Config,
+    },
     /// Any geometry: heads given, the rest from the arguments.
     Heads {
+        /// Attention heads (the shapes give d, not how it splits).
         n_heads: usize,
+        /// Fraction of each head's dims that rotary embedding rotates.
         rotary_pct: f32,
+        /// The Θ normalisation.
         norm: ThetaKind,
         /// Default: 50,277 when the embedding has the released 50,304 rows, else every row.
         tokenizer_vocab: Option<usize>,
+        /// Context length.
         max_context: usize,
     },
 }
 
 /// The released padding of the GPT-NeoX vocabulary and the tokenizer's real size.
 pub const NEOX_PADDED_VOCAB: usize = 50304;
+/// Ids the GPT-NeoX tokenizer produces (the rest of the 50,304 rows is padding).
 pub const NEOX_TOKENIZER_VOCAB: usize = 50277;
 
 /// Why a state dict could not be converted. Each variant names the tensor or field at fault.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConvertError {
+    /// The torch.save container or pickle was refused.
     Torch(TorchError),
+    /// The safetensors input was refused.
     Safetensors(checkpoint::LoadError),
     /// The input is already one of our checkpoints.
     AlreadyConverted,
+    /// A tensor of an element type that cannot hold weights.
     UnsupportedDtype {
+        /// The tensor.
         name: String,
+        /// Its element type.
         dtype: String,
     },
+    /// A name that occurs twice in the input.
     DuplicateTensor(String),
+    /// A tensor the model needs is absent.
     MissingTensor(String),
+    /// A tensor that maps to no part of the model.
     UnknownTensor(String),
     /// A tensor whose shape disagrees with what the other tensors imply.
     ShapeMismatch {
+        /// The tensor.
         name: String,
+        /// The shape the other tensors imply.
         expected: Vec<usize>,
+        /// Its shape.
         got: Vec<usize>,
     },
     /// A tensor that must be a matrix (or vector) but has another rank.
     Rank {
+        /// The tensor.
         name: String,
+        /// The rank it must have.
         expected: usize,
+        /// Its shape.
         got: Vec<usize>,
     },
+    /// The file's geometry differs from the named preset's.
     PresetMismatch {
+        /// The preset.
         preset: String,
+        /// The config field that differs.
         field: &'static str,
+        /// The preset's value.
         preset_value: usize,
+        /// The value the file's shapes imply.
         file_value: usize,
     },
+    /// A stored rotary buffer (`inv_freq`) that disagrees with the config.
     RotaryBuffer {
+        /// The tensor.
         name: String,
+        /// What disagrees.
         reason: &'static str,
     },
+    /// The config built from the file does not validate.
     Config(ConfigError),
+    /// The converted tensors do not assemble into a model.
     Model(ModelError),
 }
 

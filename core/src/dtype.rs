@@ -6,15 +6,25 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(non_camel_case_types)]
 pub enum DType {
+    /// 32-bit float.
     F32,
+    /// IEEE half precision (widened to f32 at load).
     F16,
+    /// bfloat16 (widened to f32 at load).
     BF16,
+    /// 64-bit float (torch files only; never a weight format).
     F64,
+    /// 64-bit signed integer.
     I64,
+    /// 32-bit signed integer.
     I32,
+    /// 16-bit signed integer.
     I16,
+    /// 8-bit signed integer.
     I8,
+    /// Byte: also the safetensors dtype of quantized blocks.
     U8,
+    /// Boolean, one byte.
     Bool,
     /// ggml's Q8_0: 32 values in 34 bytes.
     Q8_0,
@@ -25,6 +35,7 @@ pub enum DType {
 /// One row of the table: everything the code needs to know about a type.
 #[derive(Clone, Copy, Debug)]
 pub struct DTypeInfo {
+    /// The type this row describes.
     pub dtype: DType,
     /// The name users type and files store for block formats (`f32`, `q8_0`).
     pub name: &'static str,
@@ -57,6 +68,7 @@ const fn row(
 }
 
 impl DType {
+    /// Every type's facts, in declaration order (indexed by `DType as usize`).
     pub const TABLE: [DTypeInfo; 12] = [
         row(DType::F32, "f32", Some("F32"), Some("FloatStorage"), 1, 4),
         row(DType::F16, "f16", Some("F16"), Some("HalfStorage"), 1, 2),
@@ -79,11 +91,13 @@ impl DType {
         row(DType::Q4_0, "q4_0", None, None, 32, 18),
     ];
 
+    /// This type's row of [`DType::TABLE`].
     pub fn info(self) -> &'static DTypeInfo {
         // The table is in declaration order.
         &Self::TABLE[self as usize]
     }
 
+    /// The user-facing name (`f32`, `q8_0`), as [`DType::parse`] reads it.
     pub fn name(self) -> &'static str {
         self.info().name
     }

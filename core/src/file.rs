@@ -14,10 +14,23 @@ pub struct ModelFile {
     path: PathBuf,
 }
 
+/// Why a checkpoint file could not be opened or loaded; both variants name the path.
 #[derive(Debug)]
 pub enum FileError {
-    Io { path: PathBuf, source: io::Error },
-    Load { path: PathBuf, source: LoadError },
+    /// Opening or mapping the file failed (missing, a directory, no permission).
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The bytes are not a valid checkpoint (see [`LoadError`]).
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its contents.
+        source: LoadError,
+    },
 }
 
 impl std::fmt::Display for FileError {
@@ -32,6 +45,8 @@ impl std::fmt::Display for FileError {
 impl std::error::Error for FileError {}
 
 impl ModelFile {
+    /// Map the file at `path` read-only. Nothing is validated yet: [`ModelFile::model`] does that.
+    /// Errors: [`FileError::Io`] when the file cannot be opened or mapped, or is a directory.
     pub fn open(path: impl AsRef<Path>) -> Result<ModelFile, FileError> {
         let path = path.as_ref().to_path_buf();
         let io_err = |source| FileError::Io {
@@ -51,10 +66,12 @@ impl ModelFile {
         Ok(ModelFile { map, path })
     }
 
+    /// The mapped bytes of the whole file.
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
 
+    /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }

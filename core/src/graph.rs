@@ -8,16 +8,23 @@ use crate::config::{Config, PattentionKind};
 /// The five Pattentions of a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Pattn {
+    /// The query projection.
     Q,
+    /// The key projection.
     K,
+    /// The value projection.
     V,
+    /// The attention output projection.
     O,
+    /// The feed-forward Pattention (replacing the MLP).
     Ffn,
 }
 
 impl Pattn {
+    /// The five, in layer (and checkpoint) order.
     pub const ALL: [Pattn; 5] = [Pattn::Q, Pattn::K, Pattn::V, Pattn::O, Pattn::Ffn];
 
+    /// Which token count of the config this Pattention has.
     pub fn kind(self) -> PattentionKind {
         match self {
             Pattn::Q | Pattn::K | Pattn::V => PattentionKind::Qkv,
@@ -42,6 +49,7 @@ impl Pattn {
 /// logits); an implementation decides what a row is (one sequence, a batch, a tape handle) and
 /// which positions its rows sit at.
 pub trait Ops {
+    /// An activation: rows of values, in whatever memory the implementation uses.
     type Act;
     /// Rows of the token embedding.
     fn embed(&mut self, tokens: &[u32]) -> Self::Act;

@@ -15,34 +15,48 @@ use crate::sample::Rng;
 use alloc::borrow::Cow;
 use core::fmt;
 
+/// How the appended key tokens start (new value tokens are always drawn as at init).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
+    /// Drawn as at initialisation, N(0, 0.02): the authors' method.
     Random,
+    /// Zero: with [`Scale::Keep`], every output of the L2-normalised Θ is unchanged.
     Zero,
 }
 
+/// Which token count the √n scale of a grown Pattention uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
+    /// The new count (the authors' code): every old score is rescaled.
     New,
+    /// The old count (`Config::*_scale_tokens` keep it), so old scores are unchanged.
     Keep,
 }
 
 /// Target token counts (None leaves a kind as it is).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Targets {
+    /// New token count of each q, k and v Pattention.
     pub qkv: Option<usize>,
+    /// New token count of each output projection.
     pub proj: Option<usize>,
+    /// New token count of each FFN Pattention.
     pub ffn: Option<usize>,
 }
 
+/// Why a model could not be grown.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GrowError {
     /// A target smaller than the current count: growth only appends.
     Shrink {
+        /// `qkv`, `proj` or `ffn`.
         kind: &'static str,
+        /// The current token count.
         from: usize,
+        /// The target.
         to: usize,
     },
+    /// The grown config or tensors are invalid (e.g. a count past the config limits).
     Model(ModelError),
 }
 
@@ -58,8 +72,14 @@ impl fmt::Display for GrowError {
     }
 }
 
-/// The grown model. The value σ for new rows is the one the *original* config's init used
-/// (it depends on layers and d, which growth does not change).
+/// The grown model: every Pattention of the kinds `t` names gets its new token count, every old
+/// row copied exactly; `init` and `scale` choose how (see the module docs) and `seed` draws the
+/// new rows. The value σ for new rows is the one the *original* config's init used (it depends
+/// on layers and d, which growth does not change). The input may be f32 or quantized (it is
+/// dequantized); the result is f32 and owned.
+///
+/// Errors: [`GrowError::Shrink`] for a target below the current count, [`GrowError::Model`] when
+/// the grown config does not validate.
 pub fn grow(
     model: &Model<'_>,
     t: Targets,

@@ -7,6 +7,7 @@ use crate::sample::Rng;
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
+/// σ of the embedding and of the key tokens.
 pub const EMBED_STD: f64 = 0.02;
 
 /// σ of the value tokens.

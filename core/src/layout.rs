@@ -8,7 +8,7 @@
 //! | `embedding` | [vocab_size, d] |
 //! | `layers.{i}.{q,k,v,o,ffn}.keys` | [n, d] |
 //! | `layers.{i}.{q,k,v,o,ffn}.values` | [n, d] |
-//! | `final_norm.weight`, `final_norm.bias` | [d] |
+//! | `final_norm.weight`, `final_norm.bias` | `[d]` |
 
 use crate::config::Config;
 use crate::graph::Pattn;
@@ -20,10 +20,15 @@ use alloc::vec::Vec;
 /// Which tensor of the model a name refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// `embedding`: [vocab_size, d], also the output head.
     Embedding,
+    /// `layers.{l}.{p}.keys`: [n, d], the key parameter tokens of one Pattention.
     Keys(usize, Pattn),
+    /// `layers.{l}.{p}.values`: [n, d], the value parameter tokens of one Pattention.
     Values(usize, Pattn),
+    /// `final_norm.weight`: `[d]`.
     FinalNormWeight,
+    /// `final_norm.bias`: `[d]`.
     FinalNormBias,
 }
 
@@ -106,12 +111,16 @@ impl Role {
 /// A tensor the config calls for: its name in our checkpoints and its shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {
+    /// The name in our checkpoints (`layers.0.q.keys`).
     pub name: String,
+    /// The logical shape (values [n, d] whatever their storage).
     pub shape: Vec<usize>,
+    /// Which tensor of the model it is.
     pub role: Role,
 }
 
 impl TensorSpec {
+    /// The spec of `role` in a model of `cfg`.
     pub fn new(role: Role, cfg: &Config) -> TensorSpec {
         TensorSpec {
             name: role.name(),
@@ -120,6 +129,7 @@ impl TensorSpec {
         }
     }
 
+    /// Element count (the product of the shape).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }

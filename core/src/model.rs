@@ -20,8 +20,11 @@ pub type Weight<'a> = Cow<'a, [f32]>;
 /// Blocks borrow from the file when 2-byte aligned, as f32 does when 4-byte aligned.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Matrix<'a> {
+    /// Row-major f32 values.
     F32(Weight<'a>),
+    /// Rows of Q8_0 blocks (32 values in 34 bytes).
     Q8_0(Cow<'a, [BlockQ8_0]>),
+    /// Rows of Q4_0 blocks (32 values in 18 bytes).
     Q4_0(Cow<'a, [BlockQ4_0]>),
 }
 
@@ -87,6 +90,7 @@ impl<'a> Matrix<'a> {
         each_format!(self, w => w.len(), b => b.len() * QK)
     }
 
+    /// Whether the matrix holds no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -96,6 +100,7 @@ impl<'a> Matrix<'a> {
         self.format().bytes_for(self.len())
     }
 
+    /// The values if the matrix is f32, `None` if it is quantized.
     pub fn as_f32(&self) -> Option<&[f32]> {
         match self {
             Matrix::F32(w) => Some(w),
@@ -103,6 +108,7 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// Whether the storage is borrowed (from a checkpoint's bytes) rather than owned.
     pub fn is_borrowed(&self) -> bool {
         each_format!(self, w => matches!(w, Cow::Borrowed(_)), b => matches!(b, Cow::Borrowed(_)))
     }
@@ -112,6 +118,7 @@ impl<'a> Matrix<'a> {
         each_format!(self, w => Matrix::F32(Cow::Borrowed(w)), b => Cow::Borrowed(&b[..]).into())
     }
 
+    /// The same matrix owning its storage (copied if borrowed).
     pub fn into_owned(self) -> Matrix<'static> {
         each_format!(
             self,
@@ -168,26 +175,36 @@ impl<'a> Matrix<'a> {
 /// streamed blocks: scores = K_P·x, then out = V_Pᵀ·Θ(scores).
 #[derive(Clone, Debug, Default)]
 pub struct PattentionWeights<'a> {
+    /// Key parameter tokens K_P: [n, d_in].
     pub keys: Matrix<'a>,
+    /// Value parameter tokens V_P: [n, d_out] in f32, [d_out, n] when quantized.
     pub values: Matrix<'a>,
 }
 
 impl PattentionWeights<'_> {
+    /// The parameter-token count n, given the input width `d_in`.
     pub fn tokens(&self, d_in: usize) -> usize {
         self.keys.len() / d_in
     }
 }
 
+/// The five Pattentions of one layer.
 #[derive(Clone, Debug, Default)]
 pub struct LayerWeights<'a> {
+    /// Query projection.
     pub q: PattentionWeights<'a>,
+    /// Key projection.
     pub k: PattentionWeights<'a>,
+    /// Value projection.
     pub v: PattentionWeights<'a>,
+    /// Attention output projection.
     pub o: PattentionWeights<'a>,
+    /// Feed-forward Pattention.
     pub ffn: PattentionWeights<'a>,
 }
 
 impl<'a> LayerWeights<'a> {
+    /// The Pattention `p` of this layer.
     pub fn get(&self, p: Pattn) -> &PattentionWeights<'a> {
         match p {
             Pattn::Q => &self.q,
@@ -198,6 +215,7 @@ impl<'a> LayerWeights<'a> {
         }
     }
 
+    /// The Pattention `p` of this layer, mutably.
     pub fn get_mut(&mut self, p: Pattn) -> &mut PattentionWeights<'a> {
         match p {
             Pattn::Q => &mut self.q,
@@ -212,32 +230,48 @@ impl<'a> LayerWeights<'a> {
 /// A loaded, validated model ready to run.
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
+    /// The configuration the weights were validated against.
     pub config: Config,
     /// [vocab_size, d]; also the output head (tied). f32 or quantized by rows.
     pub embedding: Matrix<'a>,
+    /// `n_layers` layers, in order.
     pub layers: Vec<LayerWeights<'a>>,
+    /// Final LayerNorm gain: `[d]`.
     pub final_norm_weight: Weight<'a>,
+    /// Final LayerNorm bias: `[d]`.
     pub final_norm_bias: Weight<'a>,
+    /// Rotary frequencies, computed from the config (not stored in checkpoints).
     pub rope: RopeTable,
 }
 
 /// Why tensors could not be assembled into a model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelError {
+    /// The config does not validate.
     Config(ConfigError),
+    /// Not one tensor per [`crate::layout`] entry.
     TensorCount {
+        /// Tensors the config calls for.
         expected: usize,
+        /// Tensors given.
         got: usize,
     },
+    /// A tensor's element count does not match its shape under the config.
     Length {
+        /// The tensor.
         name: String,
+        /// Elements its shape under the config has.
         expected: usize,
+        /// Elements given.
         got: usize,
     },
     /// A tensor in a format its role cannot have (quantized norms, rows not whole blocks).
     Format {
+        /// The tensor.
         name: String,
+        /// The format it was given in.
         format: DType,
+        /// Why that format is refused.
         reason: &'static str,
     },
     /// `quantize` was given a model that is already quantized.
@@ -488,6 +522,8 @@ impl<'a> Model<'a> {
         Model::from_matrices(self.config.clone(), out)
     }
 
+    /// The token count whose √ scales the scores of Pattention `p` (see
+    /// [`Config::scale_tokens`]).
     pub fn scale_tokens(&self, p: Pattn) -> usize {
         self.config.scale_tokens(p.kind())
     }

@@ -9,6 +9,7 @@ pub struct Rng {
 }
 
 impl Rng {
+    /// A generator seeded from `seed`; equal seeds give equal sequences on every target.
     pub fn new(seed: u64) -> Rng {
         let mut z = seed;
         let mut next = || {
@@ -34,6 +35,7 @@ impl Rng {
         (s != [0; 4]).then_some(Rng { s })
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let r = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;
@@ -85,8 +87,10 @@ impl Default for SamplerConfig {
     }
 }
 
+/// Picks token ids from logits under a [`SamplerConfig`], reproducibly from its seed.
 #[derive(Clone, Debug)]
 pub struct Sampler {
+    /// The settings in force; may be changed between calls.
     pub config: SamplerConfig,
     rng: Rng,
     scratch: Vec<(f32, u32)>,
@@ -104,6 +108,7 @@ pub fn argmax(x: &[f32]) -> usize {
 }
 
 impl Sampler {
+    /// A sampler with its own [`Rng`] seeded from `seed`: equal seeds and logits give equal picks.
     pub fn new(config: SamplerConfig, seed: u64) -> Sampler {
         Sampler {
             config,

@@ -12,12 +12,16 @@ use core::fmt;
 /// Rows × cols of f32, row-major: the activations of inference.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
+    /// Number of rows (positions).
     pub rows: usize,
+    /// Values per row.
     pub cols: usize,
+    /// `rows · cols` values, row-major.
     pub data: Vec<f32>,
 }
 
 impl Tensor {
+    /// A `rows × cols` tensor of zeros.
     pub fn zeros(rows: usize, cols: usize) -> Tensor {
         Tensor {
             rows,
@@ -26,21 +30,31 @@ impl Tensor {
         }
     }
 
+    /// Row `i` (`cols` values). Panics if `i >= rows`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
 }
 
+/// Why [`Session::feed`] or [`Session::feed_all`] refused its tokens; the cache is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionError {
     /// Feeding these tokens would pass the model's context length.
     ContextFull {
+        /// Tokens already in the cache.
         position: usize,
+        /// Tokens in this call.
         requested: usize,
+        /// The model's context length.
         max_context: usize,
     },
     /// A token id at or past the embedding's rows.
-    TokenOutOfRange { token: u32, vocab_size: usize },
+    TokenOutOfRange {
+        /// The id.
+        token: u32,
+        /// Rows of the embedding.
+        vocab_size: usize,
+    },
     /// No tokens were given.
     Empty,
 }
@@ -98,6 +112,8 @@ pub struct Session<'m, 'a> {
 }
 
 impl<'m, 'a> Session<'m, 'a> {
+    /// An empty session over `model`; the KV cache grows as tokens are fed (see
+    /// [`Session::with_context`] to reserve it up front).
     pub fn new(model: &'m Model<'a>) -> Self {
         Session {
             model,
@@ -158,20 +174,23 @@ impl<'m, 'a> Session<'m, 'a> {
         self.pos
     }
 
+    /// The model this session runs.
     pub fn model(&self) -> &'m Model<'a> {
         self.model
     }
 
+    /// The KV cache (for its size: [`KvCache::bytes`]).
     pub fn cache(&self) -> &KvCache {
         &self.cache
     }
 
+    /// Forget every position (the cache keeps its allocation): the next feed starts at position 0.
     pub fn reset(&mut self) {
         self.cache.clear();
         self.pos = 0;
     }
 
-    /// Run `tokens` at the next positions and return the logits of the last one ([vocab_size]).
+    /// Run `tokens` at the next positions and return the logits of the last one (`[vocab_size]`).
     pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>, SessionError> {
         Ok(self.run(tokens, false)?.data)
     }

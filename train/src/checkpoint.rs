@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use tokenformer_core::file::{save, ModelFile};
 use tokenformer_core::{DType, Model};
 
+/// The model's file in a checkpoint directory: an ordinary core checkpoint (f32).
 pub const MODEL_FILE: &str = "model.safetensors";
 const ADAM_M: &str = "adam_m.safetensors";
 const ADAM_V: &str = "adam_v.safetensors";
@@ -32,12 +33,18 @@ fn version_one() -> u32 {
     1
 }
 
+/// The training state beside the weights (`state.json`): what a resume needs besides the model and
+/// the AdamW moments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
+    /// The format version ([`STATE_VERSION`] when written now).
     #[serde(default = "version_one")]
     pub version: u32,
+    /// Completed optimizer steps.
     pub step: u64,
+    /// Tokens trained on so far, all ranks.
     pub tokens_seen: u64,
+    /// AdamW's update count (its bias-correction t).
     pub adam_t: u64,
     /// Per-rank settings (batch, accum): the global batch is `ranks` times theirs.
     pub train_config: TrainConfig,
@@ -49,9 +56,12 @@ pub struct TrainState {
     pub data: serde_json::Value,
 }
 
+/// Why a checkpoint could not be written, listed or read; both variants name the path.
 #[derive(Debug)]
 pub enum CheckpointError {
+    /// A file-system operation failed.
     Io(PathBuf, io::Error),
+    /// A file exists but does not hold what a checkpoint needs (bad JSON, wrong model, version).
     Invalid(PathBuf, String),
 }
 
@@ -100,6 +110,7 @@ impl Staged {
         Ok(self.target)
     }
 
+    /// The temporary directory holding the files until [`Staged::commit`].
     pub fn temp_path(&self) -> &Path {
         &self.tmp
     }

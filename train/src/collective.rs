@@ -17,6 +17,7 @@ pub mod nccl;
 pub trait Collective {
     /// This process's rank, 0 ..< `size`.
     fn rank(&self) -> usize;
+    /// Number of ranks in the job.
     fn size(&self) -> usize;
     /// Rank among the processes on this machine (the one that builds the node's token cache).
     fn node_rank(&self) -> usize;
@@ -26,6 +27,7 @@ pub trait Collective {
     fn all_reduce_sum_f64(&self, x: &mut [f64]);
     /// Rank 0's `bytes` on every rank (the others' input is ignored).
     fn broadcast(&self, bytes: &mut Vec<u8>);
+    /// Return once every rank has reached it.
     fn barrier(&self);
     /// End every rank of the job with `code` (a fault on one rank must not leave the others
     /// waiting in a collective).
@@ -102,8 +104,10 @@ pub fn hash_f32(h: u64, x: &[f32]) -> u64 {
         .fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
 }
 
+/// The FNV-1a offset basis: the starting `h` of [`hash_f32`].
 pub const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
 
+/// Data-parallel ranks over MPI (feature `mpi`).
 #[cfg(feature = "mpi")]
 pub mod mpi {
     //! [`Collective`] over MPI (rsmpi on the system's OpenMPI): `mpirun -np N`.
@@ -113,6 +117,7 @@ pub mod mpi {
     use mpi::topology::{Communicator, SimpleCommunicator};
     use mpi::traits::*;
 
+    /// The MPI world as a [`Collective`]; MPI is finalised when it is dropped.
     pub struct Mpi {
         world: SimpleCommunicator,
         node_rank: usize,

@@ -17,6 +17,7 @@ pub struct Footprint {
 }
 
 impl Footprint {
+    /// State plus activations, in bytes (saturating).
     pub fn total(self) -> usize {
         self.state.saturating_add(self.activations)
     }

@@ -6,12 +6,18 @@ use crate::params::Params;
 use serde::{Deserialize, Serialize};
 use tokenformer_core::model::Role;
 
+/// AdamW's hyperparameters ([`AdamW::default`]: the authors' values, lr 6e-4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamW {
+    /// Peak learning rate (the schedule scales it).
     pub lr: f32,
+    /// β1: decay of the first moment.
     pub beta1: f32,
+    /// β2: decay of the second moment.
     pub beta2: f32,
+    /// ε added to √v.
     pub eps: f32,
+    /// Decoupled weight decay (not applied to the final norm, see [`decays`]).
     pub weight_decay: f32,
     /// Global gradient norm above which gradients are scaled down (0 disables clipping).
     pub clip: f32,
@@ -34,8 +40,11 @@ impl Default for AdamW {
 /// Linear warmup to the peak, then cosine decay to `min_lr_ratio` of it at `total` steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
+    /// Steps of linear warmup.
     pub warmup: u64,
+    /// Step at which the cosine reaches its minimum (usually the run's length).
     pub total: u64,
+    /// The final learning rate as a fraction of the peak.
     pub min_lr_ratio: f32,
 }
 
@@ -54,13 +63,16 @@ impl Schedule {
 
 /// The optimizer's moments, shaped like the parameters.
 pub struct Moments<B: Backend> {
+    /// First moments.
     pub m: Params<B>,
+    /// Second moments.
     pub v: Params<B>,
     /// Updates applied so far (the t of the bias correction).
     pub t: u64,
 }
 
 impl<B: Backend> Moments<B> {
+    /// Zero moments shaped like `params`.
     pub fn new(be: &B, params: &Params<B>) -> Self {
         Moments {
             m: Params::zeros_like(be, params),

@@ -7,9 +7,13 @@ use tokenformer_core::layout;
 use tokenformer_core::model::{tensor_specs, Model, ModelError, Role, TensorSpec};
 use tokenformer_core::Config;
 
+/// A model's tensors as buffers of backend `B`, in `tensor_specs` order.
 pub struct Params<B: Backend> {
+    /// The model's config.
     pub config: Config,
+    /// Name, shape and role of each tensor.
     pub specs: Vec<TensorSpec>,
+    /// The values, one buffer per spec.
     pub tensors: Vec<B::Buf>,
 }
 
@@ -19,6 +23,7 @@ pub fn index(cfg: &Config, role: Role) -> usize {
 }
 
 impl<B: Backend> Params<B> {
+    /// Upload `model`'s weights to `be` (quantized models as their dequantized values).
     pub fn from_model(be: &B, model: &Model<'_>) -> Params<B> {
         let specs = tensor_specs(&model.config);
         // Quantized models train (and grow) from their dequantized values.
@@ -39,10 +44,12 @@ impl<B: Backend> Params<B> {
         }
     }
 
+    /// The buffer of tensor `role`.
     pub fn get(&self, role: Role) -> &B::Buf {
         &self.tensors[index(&self.config, role)]
     }
 
+    /// The buffer of tensor `role`, mutably.
     pub fn get_mut(&mut self, role: Role) -> &mut B::Buf {
         let i = index(&self.config, role);
         &mut self.tensors[i]
@@ -58,6 +65,7 @@ impl<B: Backend> Params<B> {
         Model::from_tensors(self.config.clone(), t)
     }
 
+    /// Parameters in all.
     pub fn numel(&self) -> usize {
         self.specs.iter().map(|s| s.numel()).sum()
     }

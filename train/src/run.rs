@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokenformer_core::file::write_atomic;
 
+/// The run's log in its directory: one JSON [`LogLine`] per step.
 pub const LOG_FILE: &str = "log.jsonl";
 
 /// The cadence of a run and where it writes.
@@ -24,21 +25,29 @@ pub struct RunConfig {
     pub out: Option<PathBuf>,
     /// Evaluate on `eval_windows` held-out windows every this many steps (0: never).
     pub eval_every: u64,
+    /// Held-out windows of each periodic evaluation.
     pub eval_windows: usize,
     /// Save a checkpoint every this many steps (0: only at the end) and keep the newest `keep`
     /// (0 keeps all).
     pub save_every: u64,
+    /// Checkpoints kept (see `save_every`).
     pub keep: usize,
 }
 
 /// One line of `log.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
+    /// Optimizer steps completed.
     pub step: u64,
+    /// This step's mean training loss (nats per token).
     pub loss: f64,
+    /// The learning rate this step used.
     pub lr: f32,
+    /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Tokens trained on so far, all ranks.
     pub tokens: u64,
+    /// Training throughput of this step (tokens per second, all ranks).
     pub tokens_per_s: f64,
     /// Mean loss (nats per token) on the periodic evaluation's `eval_windows` windows: the
     /// same windows at every step, so these points form one curve.
@@ -64,27 +73,38 @@ pub trait Observer {
 
 impl Observer for () {}
 
+/// How a run that did not fail ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Every step done; `heldout_loss_all` (None without held-out windows) is over `windows`
     /// windows of the sequence length.
     Finished {
+        /// Mean held-out loss over every window (nats per token).
         heldout_loss_all: Option<f64>,
+        /// Held-out windows evaluated.
         windows: usize,
     },
     /// The stop flag ended the run; `checkpoint` is the one saved then (None without `out`).
-    Stopped { checkpoint: Option<PathBuf> },
+    Stopped {
+        /// The checkpoint saved when the run stopped.
+        checkpoint: Option<PathBuf>,
+    },
 }
 
+/// Why a run failed.
 #[derive(Debug)]
 pub enum RunError {
     /// A step failed; checkpoints are untouched.
     Train(TrainError),
+    /// Saving, listing or pruning checkpoints failed.
     Checkpoint(CheckpointError),
+    /// Writing the log failed.
     Log(PathBuf, io::Error),
+    /// The observer returned an error.
     Observer(io::Error),
     /// Data-parallel ranks no longer hold the same weights.
     Diverged {
+        /// The step at which the weights differed.
         step: u64,
     },
 }

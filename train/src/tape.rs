@@ -95,6 +95,8 @@ impl<B: Backend> Gradients<'_, B> {
     }
 }
 
+/// The recording [`tokenformer_core::graph::Ops`]: a forward pass on backend `B` that keeps what
+/// each op's backward needs, then runs them in reverse to accumulate parameter gradients.
 pub struct Tape<'p, B: Backend> {
     be: &'p B,
     params: &'p Params<B>,
@@ -106,6 +108,7 @@ pub struct Tape<'p, B: Backend> {
 }
 
 impl<'p, B: Backend> Tape<'p, B> {
+    /// An empty tape over `params`, for batches of shape `rows`.
     pub fn new(be: &'p B, params: &'p Params<B>, rows: Rows) -> Self {
         Self::with_pool(be, params, rows, Pool::default())
     }
@@ -155,6 +158,7 @@ impl<'p, B: Backend> Tape<'p, B> {
         graph::forward(self, cfg, tokens)
     }
 
+    /// The value computed at node `a`.
     pub fn value(&self, a: NodeId) -> &B::Buf {
         &self.values[a.0]
     }

@@ -27,6 +27,7 @@ pub trait BatchSource {
         inputs: &mut Vec<u32>,
         targets: &mut Vec<u32>,
     ) -> Result<(), DataError>;
+    /// The source's position, saved with each checkpoint (JSON of the source's choosing).
     fn state(&self) -> serde_json::Value;
 }
 
@@ -35,16 +36,22 @@ pub trait BatchSource {
 pub struct TrainConfig {
     /// Sequences per micro-batch.
     pub batch: usize,
+    /// Tokens per sequence (at most the model's `max_context`).
     pub seq: usize,
     /// Micro-batches per optimizer step.
     pub accum: usize,
+    /// Optimizer steps of the whole run.
     pub steps: u64,
+    /// The optimizer's hyperparameters.
     pub optim: AdamW,
+    /// The learning-rate schedule.
     pub schedule: Schedule,
+    /// Seed of the data draw.
     pub seed: u64,
 }
 
 impl TrainConfig {
+    /// Tokens in one optimizer step of this rank: `batch · seq · accum`.
     pub fn tokens_per_step(&self) -> usize {
         self.batch * self.seq * self.accum
     }
@@ -70,22 +77,31 @@ impl TrainConfig {
     }
 }
 
+/// What one optimizer step reports.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepStats {
+    /// Steps completed, this one included.
     pub step: u64,
+    /// Mean training loss of the step (nats per token), over all ranks.
     pub loss: f64,
+    /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// The learning rate the step used.
     pub lr: f32,
     /// Seconds this step spent in the gradient all-reduce (None with one rank).
     pub allreduce_s: Option<f64>,
 }
 
+/// Why a step failed; the model is left as it was before the step.
 #[derive(Debug)]
 pub enum TrainError {
     /// A NaN or infinite loss or gradient: the step was not applied.
     NonFinite {
+        /// The step that was not applied.
         step: u64,
+        /// Its loss.
         loss: f64,
+        /// Its gradient norm.
         grad_norm: f64,
     },
     /// The data source failed.
@@ -107,9 +123,13 @@ impl std::fmt::Display for TrainError {
 
 impl std::error::Error for TrainError {}
 
+/// Training state on backend `B`: parameters, AdamW moments, gradients, and the step count.
 pub struct Trainer<'b, B: Backend> {
+    /// The backend everything runs on.
     pub be: &'b B,
+    /// The parameters being trained ([`Params::to_model`] gives a core model).
     pub params: Params<B>,
+    /// AdamW's moments.
     pub moments: Moments<B>,
     grads: Params<B>,
     /// The gradient of one micro-batch when accumulating (allocated on first use).
@@ -118,15 +138,18 @@ pub struct Trainer<'b, B: Backend> {
     pool: Pool<B>,
     /// The ranks this trainer steps with ([`Single`] unless set by `with_collective`).
     pub comm: &'b dyn Collective,
+    /// The run's settings.
     pub tc: TrainConfig,
     /// Completed optimizer steps.
     pub step: u64,
+    /// Tokens trained on so far, all ranks.
     pub tokens_seen: u64,
     inputs: Vec<u32>,
     targets: Vec<u32>,
 }
 
 impl<'b, B: Backend> Trainer<'b, B> {
+    /// A trainer starting at step 0 from `model`'s weights (uploaded to `be`), with zero moments.
     pub fn new(be: &'b B, model: &Model<'_>, tc: TrainConfig) -> Self {
         let params = Params::from_model(be, model);
         let grads = Params::zeros_like(be, &params);
@@ -168,6 +191,7 @@ impl<'b, B: Backend> Trainer<'b, B> {
             })
     }
 
+    /// The learning rate of the next step (peak × schedule).
     pub fn lr(&self) -> f32 {
         self.tc.optim.lr * self.tc.schedule.factor(self.step)
     }

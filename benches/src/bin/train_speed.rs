@@ -1,8 +1,10 @@
 //! Training throughput of the CPU backend, and the same model and batch in PyTorch, in one run.
 //!
+//! ```text
 //! cargo run --release -p tokenformer-benches --bin train_speed -- [--threads T] [--layers L]
 //!     [--d D] [--heads H] [--qkv N] [--proj N] [--ffn N] [--vocab V] [--batch B] [--seq S]
 //!     [--steps N] [--torch] [--device cpu|cuda[:N]] [--precision f32|bf16] [--peak-tflops P]
+//! ```
 //!
 //! `--device cuda` (a build with `--features cuda`) also prints the model FLOPs utilisation:
 //! FLOPs per token = 6 × parameters (the tied embedding once) + 12 × layers × d × seq (attention),

@@ -20,17 +20,22 @@ pub const MAX_HEADER_BYTES: u64 = 100 << 20;
 /// span exactly its shape times its dtype's size and overlap no other tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawTensor<'a> {
+    /// The tensor's name in the header.
     pub name: String,
     /// The safetensors dtype name (`F32`, `U8`, and types we do not load).
     pub dtype: String,
+    /// Its shape as stored.
     pub shape: Vec<usize>,
+    /// Its data, borrowed from the file's bytes.
     pub bytes: &'a [u8],
 }
 
 /// A parsed safetensors file: metadata and tensors (sorted by name), nothing interpreted yet.
 #[derive(Clone, Debug)]
 pub struct Safetensors<'a> {
+    /// The header's `__metadata__` (string to string).
     pub metadata: BTreeMap<String, String>,
+    /// Every tensor, sorted by name.
     pub tensors: Vec<RawTensor<'a>>,
 }
 
@@ -156,6 +161,7 @@ pub fn decode(dtype: DType, b: &[u8]) -> Weight<'_> {
 pub struct Out<'a> {
     /// The stored shape ([rows, row bytes] for quantized matrices).
     pub shape: Vec<usize>,
+    /// The values to store.
     pub matrix: Matrix<'a>,
     /// How f32 values are stored: F32, F16 or BF16 (anything else stores F32).
     pub float_as: DType,

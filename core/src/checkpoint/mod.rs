@@ -30,6 +30,7 @@ use core::fmt;
 pub const CONFIG_KEY: &str = "config";
 /// Metadata key and value that mark our format.
 pub const FORMAT_KEY: &str = "format";
+/// The value of [`FORMAT_KEY`] in our checkpoints.
 pub const FORMAT_VALUE: &str = "tokenformer";
 /// Metadata key of the quantized tensors' descriptions.
 pub const QUANT_KEY: &str = "quantization";
@@ -42,7 +43,7 @@ pub struct QuantEntry {
     pub format: String,
     /// The logical shape, as the f32 tensor of this name would have.
     pub shape: Vec<usize>,
-    /// Stored as [shape[1], shape[0]] rows of blocks.
+    /// Stored as `[shape[1], shape[0]]` rows of blocks.
     #[serde(default)]
     pub transposed: bool,
 }
@@ -52,48 +53,75 @@ pub struct QuantEntry {
 pub enum LoadError {
     /// Fewer than the 8 bytes of the header length.
     TooShort {
+        /// Bytes in the input.
         len: usize,
     },
+    /// The header is longer than [`MAX_HEADER_BYTES`].
     HeaderTooLarge {
+        /// The header length the file states.
         header_len: u64,
     },
+    /// The stated header length runs past the end of the input.
     HeaderPastEnd {
+        /// The header length the file states.
         header_len: u64,
+        /// Bytes in the input.
         file_len: usize,
     },
     /// The header is not safetensors JSON (the parser's message says where and why).
     InvalidJson(String),
     /// data_offsets that leave a gap, overlap, run backwards, or do not span the tensor.
     BadOffsets {
+        /// The tensor.
         name: String,
+        /// What is wrong with its offsets.
         reason: &'static str,
     },
+    /// A tensor whose element count overflows `usize`.
     ShapeOverflow {
+        /// The tensor.
         name: String,
     },
     /// The data region does not end where the last tensor does (truncated or padded file).
     DataLength {
+        /// Where the last tensor ends, in bytes from the start of the data.
         end: u64,
+        /// Bytes of the data region.
         data_len: u64,
     },
+    /// `__metadata__.format` is missing or not `tokenformer`.
     NotTokenFormer,
+    /// `__metadata__.config` is missing.
     MissingConfig,
+    /// The config is not valid JSON for a [`Config`] (the parser's message).
     InvalidConfig(String),
+    /// The config parses but does not validate.
     Config(ConfigError),
+    /// A tensor the config calls for is absent.
     MissingTensor(String),
+    /// A tensor the config does not call for is present.
     UnknownTensor(String),
+    /// A tensor's dtype is not F32, F16, BF16 (or U8 for a quantized one).
     UnsupportedDtype {
+        /// The tensor.
         name: String,
+        /// Its safetensors dtype.
         dtype: String,
     },
+    /// A tensor's shape differs from what the config implies.
     WrongShape {
+        /// The tensor.
         name: String,
+        /// The shape the config implies.
         expected: Vec<usize>,
+        /// The shape in the file.
         got: Vec<usize>,
     },
     /// A quantized tensor (or the quantization metadata) that does not follow the convention.
     BadQuant {
+        /// The tensor (or `quantization` for the metadata itself).
         name: String,
+        /// What is wrong.
         reason: String,
     },
 }

@@ -37,14 +37,17 @@ pub trait Block:
     const DTYPE: DType;
     /// Bytes of one block in a file (the in-memory `repr(C)` size, asserted per format).
     const BYTES: usize;
+    /// A block from its `BYTES` bytes in file order (`b` at least that long).
     fn from_bytes(b: &[u8]) -> Self;
+    /// Append the block's `BYTES` bytes in file order.
     fn write_bytes(&self, out: &mut Vec<u8>);
     /// Quantize `x` (a multiple of 32 long) into `out`.
     fn quantize_row(x: &[f32], out: &mut [Self]);
-    /// The block's scale d and its 32 integer quants q (value i = d · q[i]), in element order:
+    /// The block's scale d and its 32 integer quants q (value i = `d · q[i]`), in element order:
     /// the one statement of the format's values, which dequantization, the reference dot and the
     /// integer GEMM (`kernels::qgemm`) all read.
     fn unpack(&self) -> (half::f16, [i8; QK]);
+    /// Dequantize rows of blocks into `out` (32 values per block).
     fn dequantize_row(blocks: &[Self], out: &mut [f32]) {
         debug_assert_eq!(out.len(), blocks.len() * QK);
         for (b, ob) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
@@ -150,8 +153,11 @@ pub fn f16_to_f32(h: half::f16) -> f32 {
 /// offset of 8, applied once per block instead of once per element).
 #[derive(Clone, Debug, Default)]
 pub struct Q8Acts {
+    /// The quantized rows, `row_blocks` blocks each.
     pub blocks: Vec<BlockQ8_0>,
+    /// Each block's scale d as f32.
     pub scales: Vec<f32>,
+    /// Each block's d·Σq.
     pub sums: Vec<f32>,
     /// Blocks per row.
     pub row_blocks: usize,
@@ -165,6 +171,7 @@ impl Q8Acts {
         Q8Acts::from_blocks(blocks, k / QK)
     }
 
+    /// Rows of already-quantized blocks, `row_blocks` per row; computes the scales and sums.
     pub fn from_blocks(blocks: Vec<BlockQ8_0>, row_blocks: usize) -> Q8Acts {
         let scales: Vec<f32> = blocks.iter().map(|b| f16_to_f32(b.d)).collect();
         let sums = blocks
@@ -180,10 +187,12 @@ impl Q8Acts {
         }
     }
 
+    /// Number of rows.
     pub fn rows(&self) -> usize {
         self.blocks.len().checked_div(self.row_blocks).unwrap_or(0)
     }
 
+    /// Row `t`: its blocks and their f32 scales.
     pub fn row(&self, t: usize) -> (&[BlockQ8_0], &[f32]) {
         let r = t * self.row_blocks..(t + 1) * self.row_blocks;
         (&self.blocks[r.clone()], &self.scales[r])

@@ -7,10 +7,13 @@ use crate::dtype::DType;
 use alloc::vec::Vec;
 use half::f16;
 
+/// One Q4_0 block: 32 values in 18 bytes, laid out as ggml's `block_q4_0`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
 pub struct BlockQ4_0 {
+    /// The scale d.
     pub d: f16,
+    /// The 4-bit quants: byte j holds element j (low nibble) and j + 16 (high nibble).
     pub qs: [u8; QK / 2],
 }
 

@@ -5,10 +5,13 @@ use crate::dtype::DType;
 use alloc::vec::Vec;
 use half::f16;
 
+/// One Q8_0 block: 32 values in 34 bytes, laid out as ggml's `block_q8_0`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
 pub struct BlockQ8_0 {
+    /// The scale d = max|x| / 127.
     pub d: f16,
+    /// The quants: element i is `d · qs[i]`.
     pub qs: [i8; QK],
 }
 

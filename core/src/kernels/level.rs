@@ -19,8 +19,10 @@ pub enum Level {
 }
 
 impl Level {
+    /// Every level, slowest first.
     pub const ALL: [Level; 4] = [Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon];
 
+    /// The name `TOKENFORMER_KERNELS` takes (`scalar`, `avx2`, `avx512`, `neon`).
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
@@ -30,6 +32,7 @@ impl Level {
         }
     }
 
+    /// The level of a [`Level::name`] (case-insensitive, trimmed), `None` for an unknown name.
     pub fn parse(s: &str) -> Option<Level> {
         Level::ALL
             .into_iter()

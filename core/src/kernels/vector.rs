@@ -114,7 +114,7 @@ impl Vector for Dispatch {
     }
 }
 
-/// x[i] = erf(x[i]) at the level in force: `libm::erff` at `scalar`, the vector port of its
+/// `x[i] = erf(x[i])` at the level in force: `libm::erff` at `scalar`, the vector port of its
 /// algorithm elsewhere (within 1 ulp of the true erf; `core/tests/kernels.rs`).
 pub fn erf(x: &mut [f32]) {
     #[cfg(feature = "std")]

@@ -2,6 +2,7 @@
 
 const FRAC_1_SQRT_2: f32 = core::f32::consts::FRAC_1_SQRT_2;
 
+/// GELU(x) = x · Φ(x), exact erf form.
 #[inline]
 pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2))

@@ -2,7 +2,7 @@
 
 use super::linalg::{Scalar, Vector};
 
-/// Loss −log softmax(z)[target] (accumulated in f64) and, in `g`, its gradient times
+/// Loss `−log softmax(z)[target]` (accumulated in f64) and, in `g`, its gradient times
 /// `grad_scale`: (softmax(z) − onehot(target))·grad_scale.
 pub fn cross_entropy_row(z: &[f32], target: usize, grad_scale: f32, g: &mut [f32]) -> f64 {
     cross_entropy_row_with(Scalar, z, target, grad_scale, g)

@@ -10,19 +10,19 @@ use super::activation::{gelu, gelu_grad};
 
 /// The primitive every row loop is written over.
 pub trait Vector: Copy {
-    /// Σ a[i]·b[i].
+    /// `Σ a[i]·b[i]`.
     fn dot(self, a: &[f32], b: &[f32]) -> f32;
     /// y += alpha · x.
     fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]);
     /// Σ x.
     fn sum(self, x: &[f32]) -> f32;
-    /// x[i] = GELU(f·x[i]) (`activation::gelu`).
+    /// `x[i] = GELU(f·x[i])` (`activation::gelu`).
     fn gelu(self, f: f32, x: &mut [f32]);
-    /// g[i] *= GELU'(f·a[i]) (`activation::gelu_grad`).
+    /// `g[i] *= GELU'(f·a[i])` (`activation::gelu_grad`).
     fn gelu_grad_mul(self, f: f32, a: &[f32], g: &mut [f32]);
-    /// Σ a[i]·b[i] in f64 (each product exact).
+    /// `Σ a[i]·b[i]` in f64 (each product exact).
     fn dot_f64(self, a: &[f32], b: &[f32]) -> f64;
-    /// out[i] = e^(x[i] − shift); returns Σ out[i] in f64.
+    /// `out[i] = e^(x[i] − shift)`; returns `Σ out[i]` in f64.
     fn exp_sum(self, shift: f32, x: &[f32], out: &mut [f32]) -> f64;
 }
 
@@ -70,7 +70,7 @@ impl Vector for Scalar {
     }
 }
 
-/// Σ a[i]·b[i], eight independent partial sums.
+/// `Σ a[i]·b[i]`, eight independent partial sums.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());

@@ -12,6 +12,7 @@ pub struct RopeTable {
 }
 
 impl RopeTable {
+    /// Frequencies for `rot` rotated dims per head (even) and the given `base`.
     pub fn new(rot: usize, base: f32) -> RopeTable {
         let half = rot / 2;
         RopeTable {

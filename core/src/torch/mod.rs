@@ -26,10 +26,19 @@ pub enum ZipError {
     /// The zip crate refused the archive (truncated, not a zip, corrupt directory).
     Archive(String),
     /// An entry torch.save does not write (compressed or encrypted), or one outside the file.
-    Unsupported { name: String, reason: &'static str },
-    Crc {
+    Unsupported {
+        /// The entry.
         name: String,
+        /// What it uses that torch.save does not write.
+        reason: &'static str,
+    },
+    /// An entry whose data does not match the CRC-32 recorded for it.
+    Crc {
+        /// The entry.
+        name: String,
+        /// The recorded CRC-32.
         expected: u32,
+        /// The data's CRC-32.
         got: u32,
     },
 }
@@ -50,7 +59,9 @@ impl fmt::Display for ZipError {
 /// One stored file of the archive, borrowed from the archive's bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
+    /// The entry's path inside the archive.
     pub name: String,
+    /// Its (stored, uncompressed) bytes.
     pub data: &'a [u8],
     /// CRC-32 recorded in the central directory.
     pub crc32: u32,
@@ -109,42 +120,63 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry<'_>>, ZipError> {
 /// Why a torch.save file was refused.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TorchError {
+    /// The zip container was refused.
     Zip(ZipError),
+    /// The pickle (`data.pkl`) was refused.
     Pickle(PickleError),
     /// A pickle at the start of the file: the format torch.save used before PyTorch 1.6.
     Legacy,
+    /// No `data.pkl` entry in the archive.
     NoDataPkl,
+    /// The archive's `byteorder` entry is not `little`.
     ByteOrder(String),
+    /// A tensor refers to a storage the archive lacks.
     MissingStorage {
+        /// The tensor.
         tensor: String,
+        /// The storage key.
         key: String,
     },
     /// A storage entry whose size is not its element count times its element size.
     StorageSize {
+        /// The storage key.
         key: String,
+        /// Bytes its element count implies.
         expected: u64,
+        /// Bytes of the entry.
         got: u64,
     },
     /// One storage key used with two different types or sizes.
     StorageConflict {
+        /// The storage key.
         key: String,
     },
     /// A tensor whose size, stride and offset reach past the end of its storage.
     TensorPastStorage {
+        /// The tensor.
         name: String,
+        /// Bytes its view reaches.
         needs: u64,
+        /// Bytes of the storage.
         has: u64,
     },
+    /// A tensor whose size or extent overflows.
     Overflow {
+        /// The tensor.
         name: String,
     },
     /// The tensors together hold more elements than the file can justify (stride-0 views).
     TooManyElements {
+        /// Elements of every tensor.
         total: u64,
+        /// The most the file's size allows.
         limit: u64,
     },
+    /// A tensor of an element type that cannot be read as weights.
     UnsupportedDtype {
+        /// The tensor.
         name: String,
+        /// Its element type.
         dtype: DType,
     },
 }
@@ -204,9 +236,13 @@ impl From<PickleError> for TorchError {
 /// A strided view of one storage's bytes; the extent is checked when it is made.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorView<'a> {
+    /// The state-dict key of the tensor.
     pub name: String,
+    /// Element type of the storage.
     pub dtype: DType,
+    /// Logical shape.
     pub shape: Vec<usize>,
+    /// Strides in elements, one per dimension.
     pub strides: Vec<usize>,
     /// Offset into the storage, in elements.
     pub offset: usize,
@@ -274,6 +310,7 @@ impl<'a> TensorView<'a> {
         TensorView::new(name, dtype, shape, strides, 0, bytes)
     }
 
+    /// Element count (the product of the shape).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }

@@ -22,8 +22,11 @@ const BUDGET_BASE: usize = 1 << 12;
 /// A storage named by a persistent id: its bytes are the zip entry `{archive}/data/{key}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Storage {
+    /// Element type, from the storage class (`FloatStorage` → f32).
     pub dtype: DType,
+    /// The storage's key: its bytes are the archive's `data/{key}` entry.
     pub key: String,
+    /// The device it was saved from (`cpu`, `cuda:0`); informational.
     pub location: String,
     /// Elements the storage holds, as recorded in the pickle.
     pub numel: u64,
@@ -32,18 +35,26 @@ pub struct Storage {
 /// `_rebuild_tensor_v2(storage, offset, size, stride, ...)`: a strided view of a storage.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorRef {
+    /// The storage viewed.
     pub storage: Storage,
+    /// Offset into the storage, in elements.
     pub offset: u64,
+    /// Logical shape.
     pub shape: Vec<u64>,
+    /// Strides in elements.
     pub stride: Vec<u64>,
 }
 
 /// The globals this reader accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Global {
+    /// `collections.OrderedDict`.
     OrderedDict,
+    /// `torch._utils._rebuild_tensor_v2`.
     RebuildTensorV2,
+    /// `torch._utils._rebuild_parameter`.
     RebuildParameter,
+    /// A `torch.*Storage` class, by element type.
     Storage(DType),
 }
 
@@ -62,6 +73,7 @@ impl Global {
 /// Containers carry their nesting depth so building one is O(1) in its children's depth.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Seq<T> {
+    /// The elements, in order.
     pub items: Vec<T>,
     depth: u8,
 }
@@ -75,19 +87,30 @@ impl<T> Seq<T> {
     }
 }
 
+/// A value on the unpickler's stack: the Python values a state dict is made of.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// Python `None`.
     None,
+    /// A bool.
     Bool(bool),
+    /// An int that fits in i64.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A str.
     Str(String),
+    /// A tuple.
     Tuple(Seq<Value>),
+    /// A list.
     List(Seq<Value>),
     /// dict or OrderedDict: pairs in insertion order.
     Dict(Seq<(Value, Value)>),
+    /// One of the accepted globals.
     Global(Global),
+    /// A storage named by a persistent id.
     Storage(Storage),
+    /// A rebuilt tensor (a view of a storage).
     Tensor(TensorRef),
 }
 
@@ -132,62 +155,96 @@ impl Value {
 /// Why a pickle was refused.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PickleError {
+    /// A byte that is not an opcode of any protocol.
     UnknownOpcode {
+        /// The byte.
         opcode: u8,
+        /// Its offset in the pickle.
         offset: usize,
     },
+    /// A global other than those a state dict needs ([`Global`]).
     ForbiddenGlobal {
+        /// Its module.
         module: String,
+        /// Its name.
         name: String,
+        /// Offset in the pickle.
         offset: usize,
     },
+    /// A pickle protocol past 5.
     UnsupportedProtocol(u8),
+    /// The input ends inside an opcode's argument.
     Truncated {
+        /// Offset in the pickle.
         offset: usize,
     },
     /// The pickle ends without STOP.
     NoStop,
+    /// An opcode found too few values on the stack.
     StackUnderflow {
+        /// The opcode's byte.
         opcode: u8,
+        /// Offset in the pickle.
         offset: usize,
     },
+    /// An opcode that needs a MARK found none.
     NoMark {
+        /// Offset in the pickle.
         offset: usize,
     },
+    /// A memo index that was never stored.
     MemoMissing {
+        /// The index.
         index: u32,
+        /// Offset in the pickle.
         offset: usize,
     },
+    /// A string that is not UTF-8.
     BadString {
+        /// Offset in the pickle.
         offset: usize,
     },
+    /// Containers nested deeper than [`MAX_DEPTH`].
     TooDeep {
+        /// Offset in the pickle.
         offset: usize,
     },
     /// The values built or copied exceed the budget the input's size allows.
     TooLarge {
+        /// Offset in the pickle.
         offset: usize,
     },
     /// An opcode applied to a value of the wrong kind (e.g. SETITEMS on a list).
     WrongType {
+        /// The opcode's byte.
         opcode: u8,
+        /// The kind it needs.
         expected: &'static str,
+        /// The kind it found.
         got: &'static str,
+        /// Offset in the pickle.
         offset: usize,
     },
     /// Arguments of a known global that are not what torch.save writes.
     BadArguments {
+        /// The global called.
         call: &'static str,
+        /// What is wrong with its arguments.
         reason: &'static str,
+        /// Offset in the pickle.
         offset: usize,
     },
+    /// A persistent id that is not a storage tuple.
     BadPersistentId {
+        /// Offset in the pickle.
         offset: usize,
     },
     /// The pickle's result is not a dict of name → tensor.
     NotStateDict {
+        /// Why not.
         reason: String,
     },
+    /// A state-dict key that occurs twice.
     DuplicateKey(String),
 }
 
@@ -198,10 +255,11 @@ macro_rules! opcodes {
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum OpCode {
-            $($name,)*
+            $(#[doc = concat!("`", stringify!($name), "` (", stringify!($byte), ").")] $name,)*
         }
 
         impl OpCode {
+            /// The opcode of byte `b`, `None` if no protocol defines it.
             pub fn from_byte(b: u8) -> Option<OpCode> {
                 match b {
                     $($byte => Some(OpCode::$name),)*
@@ -209,6 +267,7 @@ macro_rules! opcodes {
                 }
             }
 
+            /// The opcode's name in the pickle spec (`BINUNICODE`).
             pub fn name(self) -> &'static str {
                 match self {
                     $(OpCode::$name => stringify!($name),)*

@@ -10,6 +10,7 @@ use tokenformer_core::kernels::vector;
 use tokenformer_core::ops::rotary::rotate_row;
 use tokenformer_core::ops::{attention, embedding, norm};
 
+/// The CPU backend: buffers are `Vec<f32>`; products run in `gemm`, rows across `rayon` threads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
 

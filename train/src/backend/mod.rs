@@ -20,12 +20,15 @@ use tokenformer_core::{Config, ThetaKind};
 /// in f32 (llm.c's recipe); weights, moments, norms, Θ, softmax and the loss stay f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
+    /// Exact f32 products (every backend).
     #[default]
     F32,
+    /// bf16 operands with f32 accumulation (CUDA only).
     Bf16,
 }
 
 impl Precision {
+    /// The name `--precision` takes: `f32` or `bf16`.
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
@@ -48,9 +51,13 @@ impl std::str::FromStr for Precision {
 /// A precision that is not known, or that a backend does not implement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PrecisionError {
+    /// A name other than `f32` or `bf16`.
     Unknown(String),
+    /// A precision the backend does not implement.
     Unsupported {
+        /// The backend.
         backend: &'static str,
+        /// The precision asked for.
         precision: Precision,
     },
 }
@@ -85,11 +92,14 @@ pub fn cpu_precision(p: Precision) -> Result<(), PrecisionError> {
 /// r % seq of sequence r / seq.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rows {
+    /// Sequences.
     pub batch: usize,
+    /// Positions per sequence.
     pub seq: usize,
 }
 
 impl Rows {
+    /// Rows in all: `batch · seq`.
     pub fn count(self) -> usize {
         self.batch * self.seq
     }
@@ -98,12 +108,16 @@ impl Rows {
 /// The shape of an activation: `rows` of width `d`, split into `heads` heads for attention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dims {
+    /// The rows.
     pub rows: Rows,
+    /// Width of each row.
     pub d: usize,
+    /// Attention heads (they split `d`).
     pub heads: usize,
 }
 
 impl Dims {
+    /// Rows of the model's width (`d_model`, `n_heads`).
     pub fn new(rows: Rows, cfg: &Config) -> Dims {
         Dims {
             rows,
@@ -117,6 +131,7 @@ impl Dims {
         self.rows.count() * self.d
     }
 
+    /// Channels per head: `d / heads`.
     pub fn head_dim(self) -> usize {
         self.d / self.heads
     }
@@ -125,15 +140,20 @@ impl Dims {
 /// The sizes of c[m, n] (+)= a[m, k] · b[k, n].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatMul {
+    /// Rows of a and c.
     pub m: usize,
+    /// Columns of b and c.
     pub n: usize,
+    /// The summed dimension: columns of a, rows of b.
     pub k: usize,
 }
 
 /// A matrix operand: row-major [rows, cols], or its transpose when `transposed` is set.
 #[derive(Clone, Copy, Debug)]
 pub struct Mat<'a, B: Backend + ?Sized> {
+    /// The stored matrix.
     pub buf: &'a B::Buf,
+    /// Whether the operand is the transpose of what is stored.
     pub transposed: bool,
 }
 
@@ -159,20 +179,27 @@ impl<'a, B: Backend + ?Sized> Mat<'a, B> {
 /// differs from n in a model grown with its scale kept).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Theta {
+    /// Which Θ.
     pub norm: ThetaKind,
+    /// Scores per row (the parameter-token count).
     pub n: usize,
+    /// The token count whose √ scales the scores.
     pub scale_n: usize,
 }
 
 /// The three inputs of attention, or their gradients.
 #[derive(Clone, Copy, Debug)]
 pub struct Qkv<T> {
+    /// Queries.
     pub q: T,
+    /// Keys.
     pub k: T,
+    /// Values.
     pub v: T,
 }
 
 impl<T> Qkv<T> {
+    /// Apply `f` to q, k and v, in that order.
     pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> Qkv<U> {
         let (q, k, v) = (f(self.q), f(self.k), f(self.v));
         Qkv { q, k, v }
@@ -182,20 +209,25 @@ impl<T> Qkv<T> {
 /// The weight and bias of an affine LayerNorm, or their gradients.
 #[derive(Debug)]
 pub struct Affine<T> {
+    /// The gain, `[d]`.
     pub weight: T,
+    /// The bias, `[d]`.
     pub bias: T,
 }
 
 /// The rotary tables on the device: cos and sin of position p's angles at
 /// [p·half, (p + 1)·half), for positions 0..seq.
 pub struct RopeTables<B: Backend + ?Sized> {
+    /// cos of the angles, [seq, half].
     pub cos: B::Buf,
+    /// sin of the angles, [seq, half].
     pub sin: B::Buf,
     /// Rotated pairs per head (half the rotated dims).
     pub half: usize,
 }
 
 impl<B: Backend> RopeTables<B> {
+    /// The tables of `rope` for positions `0..seq`, uploaded to `be`.
     pub fn new(be: &B, rope: &RopeTable, seq: usize) -> Self {
         let half = rope.dims() / 2;
         let (mut cos, mut sin) = (vec![0.0; seq * half], vec![0.0; seq * half]);
@@ -213,15 +245,25 @@ impl<B: Backend> RopeTables<B> {
     }
 }
 
+/// A training device: owns buffers of f32 and runs every op's forward and backward on them.
+/// Shapes are given by the caller ([`Dims`], [`MatMul`]); buffers are flat and row-major. The
+/// CPU backend ([`cpu::Cpu`]) is the reference every other backend is tested against.
+///
 /// Every op writes each value of its outputs (unless documented as accumulating, `+=`): the
 /// tape hands ops buffers reused from an earlier step, whose stale values must never be read.
 pub trait Backend: Sync {
+    /// A buffer of f32 values on the device.
     type Buf: Send + Sync;
 
+    /// The backend's name, for logs (`cpu`, `cuda`).
     fn name(&self) -> &'static str;
+    /// A buffer of `n` zeros.
     fn zeros(&self, n: usize) -> Self::Buf;
+    /// A buffer holding a copy of host values `x`.
     fn upload(&self, x: &[f32]) -> Self::Buf;
+    /// A buffer's values, copied to the host.
     fn download(&self, x: &Self::Buf) -> Vec<f32>;
+    /// Set every value of `x` to 0.
     fn fill_zero(&self, x: &mut Self::Buf);
     /// The number of values in x (what `zeros` was asked for).
     fn len(&self, x: &Self::Buf) -> usize;
@@ -240,9 +282,9 @@ pub trait Backend: Sync {
     /// y += x.
     fn add_assign(&self, y: &mut Self::Buf, x: &Self::Buf);
 
-    /// out[r] = table[tokens[r]] (rows of width d).
+    /// `out[r] = table[tokens[r]]` (rows of width d).
     fn embed_forward(&self, table: &Self::Buf, tokens: &[u32], dims: Dims, out: &mut Self::Buf);
-    /// dtable[tokens[r]] += dout[r].
+    /// `dtable[tokens[r]] += dout[r]`.
     fn embed_backward(&self, tokens: &[u32], dout: &Self::Buf, dims: Dims, dtable: &mut Self::Buf);
 
     /// Non-parametric LayerNorm: y = (x − mean)·rstd per row; saves rstd.
@@ -289,6 +331,7 @@ pub trait Backend: Sync {
         out: &mut Self::Buf,
         probs: &mut Self::Buf,
     );
+    /// dq, dk and dv from dout and the saved probabilities (overwritten, not accumulated).
     fn attention_backward(
         &self,
         x: Qkv<&Self::Buf>,
@@ -355,12 +398,18 @@ pub trait Backend: Sync {
 /// The scalars of one AdamW update.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
+    /// Learning rate of this step (schedule applied).
     pub lr: f32,
+    /// β1 of the first moment.
     pub beta1: f32,
+    /// β2 of the second moment.
     pub beta2: f32,
+    /// ε added to √v.
     pub eps: f32,
+    /// Decoupled weight decay (0 for parameters that are not decayed).
     pub weight_decay: f32,
-    /// 1 − β1^t and 1 − β2^t for the bias correction.
+    /// 1 − β1^t, the bias correction of the first moment.
     pub bias1: f32,
+    /// 1 − β2^t, the bias correction of the second moment.
     pub bias2: f32,
 }

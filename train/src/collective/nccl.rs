@@ -28,7 +28,12 @@ pub enum NcclError {
     /// The id rank 0 broadcast is not an NCCL unique id (its length).
     BadId(usize),
     /// An NCCL or CUDA call failed.
-    Call { call: &'static str, why: String },
+    Call {
+        /// The function called.
+        call: &'static str,
+        /// Its error.
+        why: String,
+    },
 }
 
 impl fmt::Display for NcclError {

@@ -14,9 +14,13 @@ use tokenizers::{AddedToken, Tokenizer};
 /// summed cross-entropy in nats / ln 2 / bytes).
 #[derive(Clone, Debug)]
 pub struct Corpus {
+    /// The training split.
     pub train: TokenFile,
+    /// The held-out split.
     pub heldout: TokenFile,
+    /// UTF-8 bytes of the training text.
     pub train_bytes: u64,
+    /// UTF-8 bytes of the held-out text.
     pub heldout_bytes: u64,
     /// True when [`tokenize_files`] reused existing files instead of tokenizing.
     pub cached: bool,

@@ -15,62 +15,101 @@ use std::io;
 use std::path::{Path, PathBuf};
 use token_file::VERSION;
 
+/// The training split's token file in a corpus directory.
 pub const TRAIN_FILE: &str = "train.tokens";
+/// The held-out split's token file in a corpus directory.
 pub const HELDOUT_FILE: &str = "heldout.tokens";
 /// The held-out text itself, so `score --file` can measure bits per byte on exactly that text.
 pub const HELDOUT_TEXT: &str = "heldout.txt";
+/// The end-of-document token (id 0 in tokenizers from [`train_bpe`]), placed between files.
 pub const EOS: &str = "<|endoftext|>";
 
+/// Why training data could not be read, built or drawn from; variants about a file name it.
 #[derive(Debug)]
 pub enum DataError {
+    /// Reading or writing a file failed.
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         source: io::Error,
     },
+    /// No input files were given.
     NoFiles,
+    /// A held-out fraction outside [0, 1].
     BadFraction(f64),
+    /// An input file is not UTF-8 text.
     NotUtf8 {
+        /// The file.
         path: PathBuf,
     },
+    /// The tokenizer failed (training it, encoding, or serialising it).
     Tokenizer(String),
+    /// Not a token file: the magic bytes differ.
     BadMagic {
+        /// The file.
         path: PathBuf,
     },
+    /// A token file of a format version this build does not read.
     BadVersion {
+        /// The file.
         path: PathBuf,
+        /// The version it records.
         version: u32,
     },
+    /// A token width other than 2 or 4 bytes.
     BadDtype {
+        /// The file.
         path: PathBuf,
+        /// The bytes per token it records.
         width: u32,
     },
+    /// A split field other than train (0) or held-out (1).
     BadSplit {
+        /// The file.
         path: PathBuf,
+        /// The split it records.
         split: u32,
     },
+    /// The file is shorter than its header says.
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// Bytes the header implies.
         expected: u64,
+        /// Bytes of the file.
         actual: u64,
     },
+    /// The file is longer than its header says.
     TrailingBytes {
+        /// The file.
         path: PathBuf,
+        /// Bytes the header implies.
         expected: u64,
+        /// Bytes of the file.
         actual: u64,
     },
+    /// A token at or past the vocabulary size the header records.
     TokenOutOfRange {
+        /// The file.
         path: PathBuf,
+        /// Position of the token.
         index: u64,
+        /// The token.
         id: u32,
+        /// The vocabulary size in the header.
         vocab: u32,
     },
     /// train.tokens and heldout.tokens come from different inputs.
     Mismatch {
+        /// The corpus directory.
         dir: PathBuf,
     },
     /// Too few tokens for one window of `need`.
     TooShort {
+        /// Tokens available.
         tokens: usize,
+        /// Tokens one window needs (sequence length + 1).
         need: usize,
     },
     /// A saved [`WindowsState`] does not belong to this token file.

@@ -20,13 +20,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokenformer_core::file::write_atomic;
 
+/// The first 8 bytes of every token file.
 pub const MAGIC: [u8; 8] = *b"TFTOKEN\0";
+/// The format version written and read.
 pub const VERSION: u32 = 1;
+/// Bytes before the first token.
 pub const HEADER_BYTES: usize = 64;
 
+/// Which part of the corpus a token file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// The training split.
     Train = 0,
+    /// The held-out split (evaluation only).
     Heldout = 1,
 }
 
@@ -141,10 +147,12 @@ impl TokenFile {
         Ok(tf)
     }
 
+    /// Number of tokens.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the file holds no tokens.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -172,19 +180,23 @@ impl TokenFile {
         true
     }
 
+    /// Every token, in order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.len).map(|i| self.get(i).unwrap_or(0))
     }
 
+    /// Every token, copied into a vector.
     pub fn to_vec(&self) -> Vec<u32> {
         let mut v = Vec::with_capacity(self.len);
         self.extend_range(0, self.len, &mut v);
         v
     }
 
+    /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// The split recorded in the header.
     pub fn split(&self) -> Split {
         self.split
     }
@@ -192,6 +204,7 @@ impl TokenFile {
     pub fn width(&self) -> usize {
         self.width
     }
+    /// The vocabulary size recorded in the header (every token is below it).
     pub fn vocab_size(&self) -> u32 {
         self.vocab
     }

@@ -24,16 +24,19 @@ pub enum Draw {
 /// Where a [`Windows`] stream stands: enough to resume it bit-identically.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowsState {
+    /// How the stream draws.
     #[serde(default)]
     pub draw: Draw,
     /// The run's seed (keyed draw).
     #[serde(default)]
     pub seed: u64,
+    /// The RNG's state ([`tokenformer_core::Rng::state`]).
     pub rng: [u64; 4],
     /// Windows drawn so far.
     pub drawn: u64,
     /// The token file it draws from (its input hash and length), checked on resume.
     pub corpus_hash: u64,
+    /// Tokens in that file.
     pub tokens: u64,
 }
 
@@ -81,6 +84,7 @@ impl Windows {
         }
     }
 
+    /// How this stream draws its windows.
     pub fn draw(&self) -> Draw {
         self.draw
     }
@@ -90,6 +94,7 @@ impl Windows {
         self.drawn
     }
 
+    /// Where the stream stands, for a checkpoint ([`Windows::from_state`] resumes it).
     pub fn state(&self) -> WindowsState {
         WindowsState {
             draw: self.draw,

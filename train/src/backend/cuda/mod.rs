@@ -40,13 +40,28 @@ pub enum CudaError {
     /// The driver loaded but reports no usable device.
     NoDevice(String),
     /// `cuda:N` with N past the device count.
-    BadIndex { index: usize, count: usize },
+    BadIndex {
+        /// The index asked for.
+        index: usize,
+        /// Devices present.
+        count: usize,
+    },
     /// NVRTC missing or a kernel family failed to compile.
-    Nvrtc { family: &'static str, log: String },
+    Nvrtc {
+        /// The kernel family (source file) that failed.
+        family: &'static str,
+        /// NVRTC's log, or why it could not be loaded.
+        log: String,
+    },
     /// Another driver or cuBLAS failure.
     Driver(String),
     /// The model's training state does not fit in the device's free memory.
-    OutOfMemory { need: usize, free: usize },
+    OutOfMemory {
+        /// Bytes the run needs (`footprint::training`).
+        need: usize,
+        /// Bytes free on the device.
+        free: usize,
+    },
 }
 
 impl fmt::Display for CudaError {
@@ -101,6 +116,9 @@ pub fn driver_version() -> Result<(i32, i32), CudaError> {
     Ok((v / 1000, (v % 1000) / 10))
 }
 
+/// The CUDA backend (feature `cuda`): buffers in device memory, products in cuBLAS, every other
+/// op an NVRTC-compiled kernel. The driver and libraries are loaded at run time, so a build with
+/// the feature starts on machines without CUDA (and reports that no device is found).
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -283,6 +301,7 @@ impl CudaBackend {
         )
     }
 
+    /// The precision of its products.
     pub fn precision(&self) -> Precision {
         self.precision
     }
