@@ -356,6 +356,22 @@ fn products_single_and_multi_threaded_agree_once() {
             run(2),
             "{f}: a row's dot does not depend on how rows are split"
         );
+        // A decode row's values product (V_P [n = rows, k], or transposed quantized blocks).
+        let vm = if f == DType::F32 {
+            m.clone()
+        } else {
+            Matrix::quantize(&transpose(&w, rows, k), f)
+        };
+        let values = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![0.0; k];
+            pool.install(|| matmul::matmul_values(&vm, &x[..rows], rows, k, &mut out));
+            out
+        };
+        assert_eq!(values(1), values(2), "{f}: values do not depend on threads");
     }
 }
 
