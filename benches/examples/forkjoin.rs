@@ -23,9 +23,17 @@ fn main() {
     let (n, d) = (3072usize, 768usize);
     let v: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32 * 0.02).collect();
     let s: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-    println!("load: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    println!(
+        "load: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     for threads in [1usize, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut out = vec![0.0f32; d];
             let reps = 20000;
