@@ -56,7 +56,8 @@ for r in rows:
     b = r["bench"]
     p = peer_at(b["threads"], 64)
     ratio = f"{b['decode_tokens_per_s'] / p['decode_tokens_per_s']:.2f}" if p else "n/a"
-    print(f"| {r['name']} | {b['threads']} | {b['instruction_set']} | {b['decode_tokens_per_s']:.1f} | {b['bandwidth_fraction']:.2f} | {ratio} | {b['bytes_per_token']/1e6:.1f} MB | {b['bandwidth_gb_s']:.1f} | {b['prefill_tokens_per_s']:.1f} | {r['file']/1e6:.1f} MB | {100*(r['ppl']/base-1):+.2f} % |")
+    isa = b["instruction_set"] + (f" ({b.get('block_dots', '?')} dots)" if r["name"] != "f32" else "")
+    print(f"| {r['name']} | {b['threads']} | {isa} | {b['decode_tokens_per_s']:.1f} | {b['bandwidth_fraction']:.2f} | {ratio} | {b['bytes_per_token']/1e6:.1f} MB | {b['bandwidth_gb_s']:.1f} | {b['prefill_tokens_per_s']:.1f} | {r['file']/1e6:.1f} MB | {100*(r['ppl']/base-1):+.2f} % |")
 for t in (1, 2):
     p = peer_at(t, 64)
     print(f"\nPyTorch {p['torch']} eager f32, KV cache, {t} thread(s): {p['decode_tokens_per_s']:.1f} decode tokens/s" if p else f"\nPyTorch, {t} thread(s): n/a (torch not importable)", end="")

@@ -2,7 +2,8 @@
 //!
 //! Both Pattention products are row dot products when V_P is stored transposed (the quantized
 //! layout): scores = K_P·x, out = V_Pᵀ·Θ(scores). f32 V_P keeps the checkpoint's [n, d_out]
-//! layout, so its product accumulates score-weighted rows instead (split by output columns).
+//! layout, so its product accumulates score-weighted rows instead (a decode row's split by blocks
+//! of rows with partial sums, a prompt block's by activation rows).
 //! Activations meeting quantized weights are quantized to Q8_0 once per product.
 
 #[cfg(feature = "std")]
