@@ -5,7 +5,7 @@
 //!   level in force ([`level`]): pulp's AVX-512 / AVX2+FMA / NEON bodies, or the scalar
 //!   reference itself.
 //! - `qdot`: the block formats' rows-dots (`formats::Block::rows_dot`), four weight rows per
-//!   pass: AVX-512 VNNI, AVX2 or NEON (`sdot` where the CPU has it) intrinsics.
+//!   pass: AVX-512 VNNI (rows interleaved), AVX2 or NEON (`sdot` where the CPU has it).
 //! - [`matmul`]: the two Pattention products and the logits over any [`Matrix`] format, split
 //!   across rows with `rayon`; prompt blocks (≥ 4 rows) are GEMMs: f32 through [`gemm`], Q8_0 and
 //!   Q4_0 through the integer GEMM of `qgemm` (AVX-512 VNNI, bit-identical to the scalar

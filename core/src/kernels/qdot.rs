@@ -1,13 +1,15 @@
 //! The quantized rows-dots of decode (std builds): weight rows in Q8_0 or Q4_0 against Q8_0
-//! activation rows, [`PASS_ROWS`] weight rows per pass so that each activation block is loaded
-//! once for all of them, at the kernel level in force:
+//! activation rows, [`PASS_ROWS`] weight rows per pass, at the kernel level in force:
 //!
-//! - `avx512` with VNNI: `vpdpbusd`, unsigned weights (Q8_0's q + 128, Q4_0's nibbles) times the
-//!   signed activations, each block's sum started at −offset·Σq_x (Σq_x precomputed per
-//!   activation block in [`Q8Acts::qsums`]), so every block's integer sum is the reference's
-//!   exactly; scales through F16C.
-//! - `avx2` (and `avx512` without VNNI): `vpmaddubsw` + `vpmaddwd` (ggml's sign trick for Q8_0).
-//! - `neon`: `sdot` where the CPU has the dot-product extension, `smull` + `sadalp` otherwise.
+//! - `avx512` with VNNI: `vpdpbusd`, the four rows interleaved block by block so each activation
+//!   block is loaded once for all of them; unsigned weights (Q8_0's q + 128, Q4_0's nibbles)
+//!   times the signed activations, each block's sum started at −offset·Σq_x (Σq_x precomputed
+//!   per activation block in [`Q8Acts::qsums`]), so every block's integer sum is the
+//!   reference's exactly; scales through F16C.
+//! - `avx2` (and `avx512` without VNNI): `vpmaddubsw` + `vpmaddwd` (ggml's sign trick for Q8_0),
+//!   the rows one after another (interleaving them measured slower there, see `avx2_q8_0`).
+//! - `neon`: `sdot` where the CPU has the dot-product extension, `smull` + `sadalp` otherwise;
+//!   rows interleaved as for VNNI.
 //!
 //! The scalar reference is `formats::rows_dot_reference` (`Block::dot` per pair); only the order
 //! of the f32 additions of the blocks' scaled sums differs from it.
