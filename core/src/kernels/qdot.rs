@@ -189,13 +189,13 @@ mod x86 {
         })
     }
 
-    /// Bytes ahead of each weight row's current block that the x86 passes prefetch.
-    /// Measured on the 150M model's decode (1 thread, AMD EPYC, AVX-512 VNNI; decode tokens per
-    /// CPU-second): 768 bytes (the distance before the passes) left Q8_0 at 42 and Q4_0 at 99, 8 KiB
-    /// gave 101 / 216–228, 16 KiB 118 / 211–244, 32 KiB 112–122 / 196–233.
-    /// The VNNI passes' four interleaved rows; the AVX2 passes stream one row at a time and keep
-    /// the distance they had before (longer ones did not help them).
-    const PREFETCH_Q8_0: usize = 16 << 10;
+    /// Bytes ahead of each weight row's current block that the x86 passes prefetch. Measured on
+    /// the 150M model's decode, one thread, AMD EPYC with AVX-512 VNNI, decode tokens/s (load 2.4,
+    /// two runs each): Q8_0 4 KiB 99–101, 8 KiB 129–134, 16 KiB 126–128, 32 KiB 114–123; Q4_0
+    /// 172–186, 250–252, 233–239, 218–235 (768 bytes, the distance before the VNNI passes, left
+    /// them at a third to a half of that, under load). The AVX2 passes stream one row at a time and keep their
+    /// 768 bytes (longer distances did not help them).
+    const PREFETCH_Q8_0: usize = 8 << 10;
     const PREFETCH_Q4_0: usize = 8 << 10;
     const PREFETCH_AVX2: usize = 768;
 
