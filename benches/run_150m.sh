@@ -2,7 +2,9 @@
 # The README's 150M tables: random-weight 150M preset in f32, Q8_0 and Q4_0 on 1 and 2 threads
 # (`tokenformer-cli bench --json`): decode, file sizes, perplexity change on random tokens; prefill
 # of 64- and 256-token prompts (best of 3) with its GFLOP/s beside the same run's gemm 512³; and
-# (if torch is installed) the PyTorch peer at the same threads and prompt lengths, as ratios.
+# (if torch is installed) the PyTorch peer at the same threads and prompt lengths, as ratios
+# (n/a without torch). The first table is decode per format and thread count: tokens/s, the
+# fraction of the same run's streaming bandwidth, and × PyTorch at the same thread count.
 # Run by hand: bash benches/run_150m.sh [DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,7 @@ for f in q8_0 q4_0; do
     [ -f "$DIR/$f.safetensors" ] || $B quantize --model "$DIR/f32.safetensors" --out "$DIR/$f.safetensors" --format $f
 done
 IDS=$(python3 -c "import random; random.seed(0); print(','.join(str(random.randrange(50277)) for _ in range(512)))")
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') ($(nproc) CPUs)"
 echo "load: $(uptime)"
 : > "$DIR/results.jsonl"
 for f in f32 q8_0 q4_0; do
@@ -44,23 +47,27 @@ d = sys.argv[1]
 runs = [json.loads(l) for l in open(os.path.join(d, "results.jsonl"))]
 peer = [json.loads(l) for l in open(os.path.join(d, "torch.jsonl"))]
 rows = [r for r in runs if r["bench"]["prompt_tokens"] == 64]
-ref = next((p for p in peer if p["threads"] == 1 and p["prompt_tokens"] == 64), None)
-torch = ref["decode_tokens_per_s"] if ref else None
+def peer_at(threads, prompt):
+    return next((p for p in peer if p["threads"] == threads and p["prompt_tokens"] == prompt), None)
 base = next(r["ppl"] for r in rows if r["name"] == "f32")
-print("| format | threads | decode tokens/s | × PyTorch f32 (1 thread) | bytes/token | bandwidth GB/s | bandwidth fraction | prefill tokens/s | file | ppl change (random tokens) |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| format | threads | kernels | decode tokens/s | bandwidth fraction | × PyTorch f32 (same threads) | bytes/token | bandwidth GB/s | prefill tokens/s | file | ppl change (random tokens) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     b = r["bench"]
-    ratio = f"{b['decode_tokens_per_s'] / torch:.2f}" if torch else "n/a"
-    print(f"| {r['name']} | {b['threads']} | {b['decode_tokens_per_s']:.1f} | {ratio} | {b['bytes_per_token']/1e6:.1f} MB | {b['bandwidth_gb_s']:.1f} | {b['bandwidth_fraction']:.2f} | {b['prefill_tokens_per_s']:.1f} | {r['file']/1e6:.1f} MB | {100*(r['ppl']/base-1):+.2f} % |")
-if torch:
-    print(f"\nPyTorch {ref['torch']} eager f32, KV cache, 1 thread: {torch:.1f} decode tokens/s")
+    p = peer_at(b["threads"], 64)
+    ratio = f"{b['decode_tokens_per_s'] / p['decode_tokens_per_s']:.2f}" if p else "n/a"
+    isa = b["instruction_set"] + (f" ({b.get('block_dots', '?')} dots)" if r["name"] != "f32" else "")
+    print(f"| {r['name']} | {b['threads']} | {isa} | {b['decode_tokens_per_s']:.1f} | {b['bandwidth_fraction']:.2f} | {ratio} | {b['bytes_per_token']/1e6:.1f} MB | {b['bandwidth_gb_s']:.1f} | {b['prefill_tokens_per_s']:.1f} | {r['file']/1e6:.1f} MB | {100*(r['ppl']/base-1):+.2f} % |")
+for t in (1, 2):
+    p = peer_at(t, 64)
+    print(f"\nPyTorch {p['torch']} eager f32, KV cache, {t} thread(s): {p['decode_tokens_per_s']:.1f} decode tokens/s" if p else f"\nPyTorch, {t} thread(s): n/a (torch not importable)", end="")
+print()
 print()
 print("| format | threads | prompt tokens | prefill tokens/s | × PyTorch f32 (same threads) | prefill GFLOP/s | gemm 512³ GFLOP/s | fraction of gemm | decode tokens/s |")
 print("|---|---|---|---|---|---|---|---|---|")
 for r in runs:
     b = r["bench"]
-    p = next((p for p in peer if p["threads"] == b["threads"] and p["prompt_tokens"] == b["prompt_tokens"]), None)
+    p = peer_at(b["threads"], b["prompt_tokens"])
     ratio = f"{b['prefill_tokens_per_s'] / p['prefill_tokens_per_s']:.2f}" if p else "n/a"
     print(f"| {r['name']} | {b['threads']} | {b['prompt_tokens']} | {b['prefill_tokens_per_s']:.1f} | {ratio} | {b['prefill_gflop_s']:.1f} | {b['gemm_512_gflop_s']:.1f} | {b['prefill_gemm_fraction']:.2f} | {b['decode_tokens_per_s']:.1f} |")
 for p in peer:

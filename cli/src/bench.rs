@@ -194,6 +194,7 @@ pub fn run(a: Args) -> Result<(), String> {
                 "decode_cpu_tokens_per_s": decode_cpu_tps,
                 "threads": a.threads,
                 "instruction_set": kernels::instruction_set(),
+                "block_dots": kernels::block_dots(),
                 "format": layers_format.name(),
                 "embedding_format": embedding_format.name(),
                 "weight_bytes": weight_bytes,
@@ -211,8 +212,9 @@ pub fn run(a: Args) -> Result<(), String> {
             file_bytes as f64 / 1e6
         );
         println!(
-            "kernels: {}, {} thread(s)",
+            "kernels: {} (quantized dots: {}), {} thread(s)",
             kernels::instruction_set(),
+            kernels::block_dots(),
             a.threads
         );
         println!(

@@ -72,6 +72,7 @@ fn prints_levels() {
         levels.join(", "),
         kernels::best_level()
     );
+    at_every_level(|l| println!("quantized dots at {l}: {}", kernels::block_dots()));
 }
 
 #[test]
@@ -180,6 +181,59 @@ proptest! {
         at_every_level(|_| {
             check(rows_dot_1(&w8, &xq), BlockQ8_0::dot(&w8, &xq), abs_terms(&w8d, &xd), n, "q8_0");
             check(rows_dot_1(&w4, &xq), BlockQ4_0::dot(&w4, &xq), abs_terms(&w4d, &xd), n, "q4_0");
+        });
+    }
+}
+
+/// Many weight rows (passes of four and a shorter last one) against 1–3 activation rows through
+/// the dispatched rows-dot, each output against `Block::dot` of its pair.
+#[test]
+fn quantized_rows_dots_match_scalar() {
+    let mut rng = Rng::new(23);
+    for (rows, blocks, t) in [
+        (1usize, 3usize, 1usize),
+        (4, 1, 2),
+        (7, 5, 3),
+        (9, 24, 1),
+        (16, 96, 2),
+    ] {
+        let (n, w) = (blocks * QK, random(rows * blocks * QK, &mut rng));
+        let x = random(t * n, &mut rng);
+        let acts = Q8Acts::quantize(&x, n);
+        let mut w8 = vec![BlockQ8_0::default(); rows * blocks];
+        BlockQ8_0::quantize_row(&w, &mut w8);
+        let mut w4 = vec![BlockQ4_0::default(); rows * blocks];
+        BlockQ4_0::quantize_row(&w, &mut w4);
+        let xd = Matrix::Q8_0(acts.blocks.as_slice().into()).to_f32();
+        at_every_level(|l| {
+            fn each<B: Block>(w: &[B], blocks: usize, acts: &Q8Acts, xd: &[f32], what: &str) {
+                let (t, n) = (acts.rows(), blocks * QK);
+                let mut out = vec![f32::NAN; w.len() / blocks * t];
+                B::rows_dot(w, blocks, acts, &mut out);
+                for (r, wr) in w.chunks(blocks).enumerate() {
+                    let mut wd = vec![0.0; n];
+                    B::dequantize_row(wr, &mut wd);
+                    for i in 0..t {
+                        let want = B::dot(wr, acts.row(i).0);
+                        let terms = abs_terms(&wd, &xd[i * n..(i + 1) * n]);
+                        check(out[r * t + i], want, terms, n, what);
+                    }
+                }
+            }
+            each(
+                &w8,
+                blocks,
+                &acts,
+                &xd,
+                &format!("{l} q8_0 {rows}x{n}, t {t}"),
+            );
+            each(
+                &w4,
+                blocks,
+                &acts,
+                &xd,
+                &format!("{l} q4_0 {rows}x{n}, t {t}"),
+            );
         });
     }
 }
@@ -302,6 +356,22 @@ fn products_single_and_multi_threaded_agree_once() {
             run(2),
             "{f}: a row's dot does not depend on how rows are split"
         );
+        // A decode row's values product (V_P [n = rows, k], or transposed quantized blocks).
+        let vm = if f == DType::F32 {
+            m.clone()
+        } else {
+            Matrix::quantize(&transpose(&w, rows, k), f)
+        };
+        let values = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![0.0; k];
+            pool.install(|| matmul::matmul_values(&vm, &x[..rows], rows, k, &mut out));
+            out
+        };
+        assert_eq!(values(1), values(2), "{f}: values do not depend on threads");
     }
 }
 

@@ -79,19 +79,32 @@ pub trait Block:
     /// of `x`, through the kernel level in force (`kernels::level`).
     fn rows_dot(w: &[Self], row_blocks: usize, x: &Q8Acts, out: &mut [f32]) {
         #[cfg(feature = "std")]
-        crate::kernels::simd::rows_dot(w, row_blocks, x, out);
+        crate::kernels::qdot::rows_dot(w, row_blocks, x, out);
         #[cfg(not(feature = "std"))]
         rows_dot_reference(w, row_blocks, x, out);
     }
-    /// The AVX2 dot of one weight row against an activation row's blocks, f32 scales `xd` and
-    /// scaled block sums `xs`; the reference unless the format has a kernel.
-    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]
-    #[inline(always)]
-    fn avx2_dot(simd: pulp::x86::V3, w: &[Self], x: &[BlockQ8_0], xd: &[f32], xs: &[f32]) -> f32 {
-        let _ = (simd, xd, xs);
-        Self::dot(w, x)
+    /// The format's SIMD pass (`kernels::qdot`) at a kernel level, `None` where it has none: its
+    /// rows-dot then runs the reference loop there.
+    #[cfg(feature = "std")]
+    #[doc(hidden)]
+    fn simd_pass(level: crate::kernels::Level) -> Option<Pass<Self>> {
+        let _ = level;
+        None
     }
 }
+
+/// Weight rows per pass of the SIMD rows-dots: each activation block is loaded once for all of
+/// them (and their streams overlap in memory).
+pub const PASS_ROWS: usize = 4;
+
+/// One pass of a SIMD rows-dot: [`PASS_ROWS`] weight rows (their blocks) against one activation
+/// row (its blocks, f32 scales and Σq per block, all as long as each weight row), giving the
+/// PASS_ROWS dots.
+///
+/// # Safety
+/// The CPU has the instruction set the pass was chosen for (`Block::simd_pass`).
+#[doc(hidden)]
+pub type Pass<B> = unsafe fn(&[&[B]; PASS_ROWS], &[BlockQ8_0], &[f32], &[i32]) -> [f32; PASS_ROWS];
 
 /// Blocks of a quantized tensor: borrowed when aligned on a little-endian target, parsed
 /// otherwise. `b.len()` must be a multiple of `B::BYTES` (checked by the loader).
@@ -149,16 +162,16 @@ pub fn f16_to_f32(h: half::f16) -> f32 {
 }
 
 /// Rows of activations quantized to Q8_0 for the integer products, with each block's scale d
-/// also held as f32 (so the kernels convert only the weights' scales) and d·Σq (for Q4_0's
-/// offset of 8, applied once per block instead of once per element).
+/// also held as f32 (so the kernels convert only the weights' scales) and Σq (the kernels' offsets
+/// — Q4_0's 8, the unsigned operand's 128 — subtracted once per block in exact integers).
 #[derive(Clone, Debug, Default)]
 pub struct Q8Acts {
     /// The quantized rows, `row_blocks` blocks each.
     pub blocks: Vec<BlockQ8_0>,
     /// Each block's scale d as f32.
     pub scales: Vec<f32>,
-    /// Each block's d·Σq.
-    pub sums: Vec<f32>,
+    /// Each block's integer sum Σq (exact; Q4_0's offset of 8 per weight is removed with it).
+    pub qsums: Vec<i32>,
     /// Blocks per row.
     pub row_blocks: usize,
 }
@@ -174,15 +187,14 @@ impl Q8Acts {
     /// Rows of already-quantized blocks, `row_blocks` per row; computes the scales and sums.
     pub fn from_blocks(blocks: Vec<BlockQ8_0>, row_blocks: usize) -> Q8Acts {
         let scales: Vec<f32> = blocks.iter().map(|b| f16_to_f32(b.d)).collect();
-        let sums = blocks
+        let qsums = blocks
             .iter()
-            .zip(&scales)
-            .map(|(b, d)| b.qs.iter().map(|&q| q as i32).sum::<i32>() as f32 * d)
+            .map(|b| b.qs.iter().map(|&q| q as i32).sum())
             .collect();
         Q8Acts {
             blocks,
             scales,
-            sums,
+            qsums,
             row_blocks,
         }
     }

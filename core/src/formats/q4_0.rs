@@ -2,7 +2,7 @@
 //! largest magnitude (sign kept), in 18 bytes. Byte j holds element j in its low nibble, element
 //! j + 16 in its high nibble.
 
-use super::{round, Block, BlockQ8_0, QK};
+use super::{round, Block, QK};
 use crate::dtype::DType;
 use alloc::vec::Vec;
 use half::f16;
@@ -78,9 +78,8 @@ impl Block for BlockQ4_0 {
         (self.d, q)
     }
 
-    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]
-    #[inline(always)]
-    fn avx2_dot(simd: pulp::x86::V3, w: &[Self], x: &[BlockQ8_0], xd: &[f32], xs: &[f32]) -> f32 {
-        crate::kernels::simd::avx2::dot_q4_0(simd, w, x, xd, xs)
+    #[cfg(feature = "std")]
+    fn simd_pass(level: crate::kernels::Level) -> Option<super::Pass<Self>> {
+        crate::kernels::qdot::Q4_0.at(level)
     }
 }

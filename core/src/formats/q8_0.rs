@@ -65,9 +65,8 @@ impl Block for BlockQ8_0 {
         (self.d, self.qs)
     }
 
-    #[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "x86")))]
-    #[inline(always)]
-    fn avx2_dot(simd: pulp::x86::V3, w: &[Self], x: &[BlockQ8_0], xd: &[f32], xs: &[f32]) -> f32 {
-        crate::kernels::simd::avx2::dot_q8_0(simd, w, x, xd, xs)
+    #[cfg(feature = "std")]
+    fn simd_pass(level: crate::kernels::Level) -> Option<super::Pass<Self>> {
+        crate::kernels::qdot::Q8_0.at(level)
     }
 }

@@ -11,8 +11,8 @@ pub enum Level {
     Scalar,
     /// x86-64-v3: AVX2 + FMA.
     Avx2,
-    /// x86-64-v4: AVX-512 (f32 bodies; single-row block dots use their AVX2 kernels, prompt
-    /// blocks over quantized weights the VNNI integer GEMM when the CPU has VNNI).
+    /// x86-64-v4: AVX-512 (f32 bodies; where the CPU has VNNI, the block rows-dots of decode
+    /// and the integer GEMM of prompt blocks over quantized weights, else their AVX2 kernels).
     Avx512,
     /// aarch64 NEON.
     Neon,

@@ -2,7 +2,8 @@
 //!
 //! Both Pattention products are row dot products when V_P is stored transposed (the quantized
 //! layout): scores = K_P·x, out = V_Pᵀ·Θ(scores). f32 V_P keeps the checkpoint's [n, d_out]
-//! layout, so its product accumulates score-weighted rows instead (split by output columns).
+//! layout, so its product accumulates score-weighted rows instead (a decode row's split by blocks
+//! of rows with partial sums, a prompt block's by activation rows).
 //! Activations meeting quantized weights are quantized to Q8_0 once per product.
 
 #[cfg(feature = "std")]
@@ -47,6 +48,9 @@ pub fn matmul_nt(m: &Matrix<'_>, x: &[f32], k: usize, out: &mut [f32]) {
     )
 }
 
+/// Rows of f32 V_P per partial sum of a decode row's values product.
+const VALUES_BLOCK: usize = 128;
+
 /// out[t, d_out] = s[t, n] · V_P, with V_P [n, d_out] in f32 or quantized and transposed
 /// ([d_out, n], see `model::PattentionWeights`).
 pub fn matmul_values(v: &Matrix<'_>, s: &[f32], n: usize, d_out: usize, out: &mut [f32]) {
@@ -60,12 +64,27 @@ pub fn matmul_values(v: &Matrix<'_>, s: &[f32], n: usize, d_out: usize, out: &mu
         return gemm_f32(View::rows(s, t, n, n), View::rows(w, n, d_out, d_out), out);
     }
     out.fill(0.0);
-    if t == 1 {
-        // Split by output columns: each thread streams its slice of every row of V_P.
-        let chunk = chunk_len(d_out, 64);
-        for_each_chunk(out, chunk, |c, o| {
-            vec_k::scores_times_values(s, w, d_out, c * chunk..c * chunk + o.len(), o)
+    if t == 1 && n > VALUES_BLOCK {
+        // Split by rows of V_P in fixed blocks, each block's score-weighted rows summed into a
+        // partial output, the partials added in block order: every thread streams whole rows
+        // (split by output columns, each thread read a strided slice of every row, and two
+        // threads were slower than one), and the result does not depend on the thread count.
+        let blocks = n.div_ceil(VALUES_BLOCK);
+        let mut part = vec![0.0; blocks * d_out];
+        let per_task = chunk_len(blocks, 1);
+        for_each_chunk(&mut part, per_task * d_out, |c, p| {
+            for (j, p) in p.chunks_exact_mut(d_out).enumerate() {
+                let b = c * per_task + j;
+                let r = b * VALUES_BLOCK..((b + 1) * VALUES_BLOCK).min(n);
+                let v = &w[r.start * d_out..r.end * d_out];
+                vec_k::scores_times_values(&s[r], v, d_out, 0..d_out, p);
+            }
         });
+        for p in part.chunks_exact(d_out) {
+            out.iter_mut().zip(p).for_each(|(o, x)| *o += x);
+        }
+    } else if t == 1 {
+        vec_k::scores_times_values(s, w, d_out, 0..d_out, out);
     } else {
         for_each_chunk(out, d_out, |i, o| {
             vec_k::scores_times_values(&s[i * n..(i + 1) * n], w, d_out, 0..d_out, o)

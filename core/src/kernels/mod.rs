@@ -3,8 +3,9 @@
 //!
 //! - [`vector`]: f32 dot, axpy, streaming sum and the row loops of `ops::linalg` at the kernel
 //!   level in force ([`level`]): pulp's AVX-512 / AVX2+FMA / NEON bodies, or the scalar
-//!   reference itself. The block formats' rows-dots (`formats::Block::rows_dot`) use AVX2
-//!   intrinsics on x86 and the compiler-vectorised reference elsewhere.
+//!   reference itself.
+//! - `qdot`: the block formats' rows-dots (`formats::Block::rows_dot`), four weight rows per
+//!   pass: AVX-512 VNNI (rows interleaved), AVX2 or NEON (`sdot` where the CPU has it).
 //! - [`matmul`]: the two Pattention products and the logits over any [`Matrix`] format, split
 //!   across rows with `rayon`; prompt blocks (≥ 4 rows) are GEMMs: f32 through [`gemm`], Q8_0 and
 //!   Q4_0 through the integer GEMM of `qgemm` (AVX-512 VNNI, bit-identical to the scalar
@@ -24,6 +25,8 @@ pub mod gemm;
 mod level;
 pub mod matmul;
 #[cfg(feature = "std")]
+pub(crate) mod qdot;
+#[cfg(feature = "std")]
 mod qgemm;
 #[cfg(feature = "std")]
 pub(crate) mod simd;
@@ -36,6 +39,15 @@ pub use level::{
 /// The instruction set the kernels use (the level in force), for reports.
 pub fn instruction_set() -> &'static str {
     level().name()
+}
+
+/// The instruction set of the quantized rows-dots at the level in force (`avx512-vnni`, `avx2`,
+/// `neon-sdot`, `neon` or `scalar`), for reports.
+pub fn block_dots() -> &'static str {
+    #[cfg(feature = "std")]
+    return qdot::Isa::at(level()).name();
+    #[cfg(not(feature = "std"))]
+    "scalar"
 }
 
 /// Threads the kernels split rows across (1 without std).

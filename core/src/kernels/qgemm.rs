@@ -96,11 +96,11 @@ pub(crate) fn panel_product(p: &Panel, xu: &[u8], xd: &[f32], t: usize, out: &mu
     let mut i = 0;
     while i < t {
         let m = (t - i).min(MR);
-        let (x, d, o) = (&xu[i * k..], &xd[i * rb..], &mut out[i * NR..]);
         // SAFETY: `available` checked the CPU's features; the asserts above keep every tile's
         // reads (m rows of k bytes and rb scales) and writes (m · NR) inside the slices.
         #[cfg(target_arch = "x86_64")]
         unsafe {
+            let (x, d, o) = (&xu[i * k..], &xd[i * rb..], &mut out[i * NR..]);
             match m {
                 4 => tile::<4>(p, x, d, o),
                 3 => tile::<3>(p, x, d, o),
