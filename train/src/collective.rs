@@ -107,7 +107,6 @@ pub fn hash_f32(h: u64, x: &[f32]) -> u64 {
 /// The FNV-1a offset basis: the starting `h` of [`hash_f32`].
 pub const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
 
-/// Data-parallel ranks over MPI (feature `mpi`).
 #[cfg(feature = "mpi")]
 pub mod mpi {
     //! [`Collective`] over MPI (rsmpi on the system's OpenMPI): `mpirun -np N`.
