@@ -7,14 +7,10 @@ use tokenformer_core::model::Matrix;
 use tokenformer_core::ops::linalg::Vector;
 use tokenformer_core::{DType, Rng};
 
-use tokenformer_benches::thread_cpu_seconds as cpu;
+use tokenformer_benches::{on_one_thread, thread_cpu_seconds as cpu};
 
 fn main() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    on_one_thread(|| {
         let mut rng = Rng::new(1);
         let k = 768;
         for rows in [768usize, 768 * 64] {
@@ -54,7 +50,10 @@ fn main() {
             for _ in 0..reps {
                 matmul::matmul_values(&m, &s, n, d, &mut out);
             }
-            println!("values {n}x{d} {f:>5}: {:6.2} GB/s per CPU-s", (m.bytes() * reps) as f64 / (cpu() - c0) / 1e9);
+            println!(
+                "values {n}x{d} {f:>5}: {:6.2} GB/s per CPU-s",
+                (m.bytes() * reps) as f64 / (cpu() - c0) / 1e9
+            );
         }
         let buf: Vec<f32> = (0..(256usize << 20) / 4).map(|i| i as f32).collect();
         let (c0, t0) = (cpu(), Instant::now());

@@ -2,34 +2,21 @@
 //! tokens, vocab 4096, 2048 rows) as the CPU backend calls them, each operand in the layout the
 //! tape passes, in GFLOP per CPU-second of this thread beside gemm 512³ (robust to a shared,
 //! loaded machine): `cargo run --release -p tokenformer-benches --example train_products [rows]`.
-use tokenformer_benches::thread_cpu_seconds as cpu;
+use tokenformer_benches::{gflops, on_one_thread};
 use tokenformer_core::kernels::gemm::gemm_512_flops;
 use tokenformer_core::Rng;
 use tokenformer_train::backend::{Backend, Mat, MatMul};
 use tokenformer_train::Cpu;
 
-/// GFLOP per CPU-second of `f`, which does `flops` FLOPs: best of several timed rounds.
-fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut best = f64::INFINITY;
-    for _ in 0..4 {
-        let c = cpu();
-        f();
-        best = best.min(cpu() - c);
-    }
-    flops / best / 1e9
-}
+/// Timed calls per product (after one untimed call); the best counts.
+const ROUNDS: usize = 4;
 
 fn main() {
     let r: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2048);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    on_one_thread(|| {
         let mut rng = Rng::new(1);
         let mut fill = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
         println!("gemm 512³ f32: {:.1} GFLOP/s", gemm_512_flops(1) / 1e9);
@@ -53,7 +40,7 @@ fn main() {
                 let (a, b) = (fill(m * k), fill(k * nn));
                 let mut c = vec![0.0f32; m * nn];
                 let size = MatMul { m, n: nn, k };
-                let g = gflops(2.0 * (m * nn * k) as f64, || {
+                let g = gflops(ROUNDS, 2.0 * (m * nn * k) as f64, || {
                     let ma = Mat::<Cpu> {
                         buf: &a,
                         transposed: ta,
