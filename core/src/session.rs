@@ -142,7 +142,9 @@ impl<'m, 'a> Session<'m, 'a> {
     /// width, parameter-token counts, vocabulary) and the context only, never on the weights'
     /// bytes: weights borrowed from the file (f32 4-aligned, blocks 2-aligned) take no heap.
     /// Prompts may be fed in blocks of any length up to `context`; `feed_all` needs
-    /// `T · vocab · 8` bytes more for a block of T.
+    /// `T · vocab · 8` bytes more for a block of T. std builds also hold, per thread that runs
+    /// a prompt block, the `gemm` crate's packing slab (the L2 cache's size, kept for the
+    /// thread's life), which is not counted here.
     pub fn bytes_needed(config: &Config, context: usize) -> usize {
         const F: usize = core::mem::size_of::<f32>();
         let (d, vocab, layers) = (config.d_model, config.vocab_size, config.n_layers);

@@ -42,6 +42,16 @@ impl<'a> View<'a> {
         (self.rows, self.cols)
     }
 
+    /// Columns j0.. of the view (no copy).
+    fn cols_from(self, j0: usize) -> View<'a> {
+        debug_assert!(j0 <= self.cols);
+        View {
+            data: &self.data[(j0 * self.cs).min(self.data.len())..],
+            cols: self.cols - j0,
+            ..self
+        }
+    }
+
     /// The transpose (no copy).
     pub fn t(self) -> View<'a> {
         View {
@@ -79,6 +89,33 @@ pub fn gemm(
             .is_some_and(|end| end <= c.len()),
         "gemm: output overruns its slice"
     );
+    // A short a (a prompt block) against a wide b (weights): gemm's own split packed the whole
+    // of b on every thread, so two threads ran hardly faster than one. Here each thread takes a
+    // band of b's columns, packs only those and writes only those columns of c.
+    if threads > 1 && m <= SPLIT_COLUMNS_MAX_ROWS && n >= threads * COLUMN_BAND {
+        let band = n.div_ceil(threads).div_ceil(COLUMN_BAND) * COLUMN_BAND;
+        let c_at = c.as_mut_ptr() as usize;
+        use rayon::prelude::*;
+        (0..n.div_ceil(band)).into_par_iter().for_each(|j| {
+            let (j0, w) = (j * band, band.min(n - j * band));
+            // SAFETY: as below; the bands' columns j0..j0 + w of c are disjoint, so no two
+            // threads write the same element, and b's band stays inside b's view.
+            unsafe {
+                product(
+                    m,
+                    w,
+                    k,
+                    (c_at as *mut f32).add(j0),
+                    c_rs,
+                    accumulate,
+                    a,
+                    b.cols_from(j0),
+                    ::gemm::Parallelism::None,
+                )
+            }
+        });
+        return;
+    }
     let par = if threads > 1 {
         ::gemm::Parallelism::Rayon(threads)
     } else {
@@ -86,12 +123,38 @@ pub fn gemm(
     };
     // SAFETY: the views' constructors and the assert above keep every index gemm forms inside
     // the three slices; c is exclusively borrowed, so it aliases neither input.
+    unsafe { product(m, n, k, c.as_mut_ptr(), c_rs, accumulate, a, b, par) }
+}
+
+/// Rows of a up to which [`gemm`] splits b's columns across threads itself.
+const SPLIT_COLUMNS_MAX_ROWS: usize = 512;
+/// Width of the column bands (a multiple of gemm's register tiles).
+const COLUMN_BAND: usize = 64;
+
+/// The `gemm` crate's call: c[m, n] (+)= a · b[:, ..n].
+///
+/// # Safety
+/// Every element (i < m, j < n) of c at `c + i·c_rs + j` is valid for writes and aliases neither
+/// view; the views hold at least m × k and k × n elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    c_rs: usize,
+    accumulate: bool,
+    a: View<'_>,
+    b: View<'_>,
+    par: ::gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract.
     unsafe {
         ::gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             c_rs as isize,
             accumulate,
