@@ -47,6 +47,18 @@ pub trait Block:
     /// the one statement of the format's values, which dequantization, the reference dot and the
     /// integer GEMM (`kernels::qgemm`) all read.
     fn unpack(&self) -> (half::f16, [i8; QK]);
+    /// [`Block::unpack`]'s quants plus 128 as bytes, four to a little-endian u32, in element
+    /// order: the unsigned operand of the integer GEMM's `vpdpbusd` (`kernels::qgemm`), which
+    /// repacks every weight block of a prompt's products. Formats override it with word
+    /// arithmetic (a byte loop here was twice the products' own time).
+    fn offset_quads(&self) -> [u32; QK / 4] {
+        let q = self.unpack().1;
+        core::array::from_fn(|g| {
+            u32::from_le_bytes(
+                [q[4 * g], q[4 * g + 1], q[4 * g + 2], q[4 * g + 3]].map(|v| v as u8),
+            ) ^ 0x8080_8080
+        })
+    }
     /// Dequantize rows of blocks into `out` (32 values per block).
     fn dequantize_row(blocks: &[Self], out: &mut [f32]) {
         debug_assert_eq!(out.len(), blocks.len() * QK);
@@ -180,7 +192,13 @@ impl Q8Acts {
     /// Quantize rows of `k` values (`k` a multiple of 32).
     pub fn quantize(x: &[f32], k: usize) -> Q8Acts {
         let mut blocks = alloc::vec![BlockQ8_0::default(); x.len() / QK];
-        BlockQ8_0::quantize_row(x, &mut blocks);
+        #[cfg(feature = "std")]
+        let done = crate::kernels::quantize::q8_0_rows(x, &mut blocks);
+        #[cfg(not(feature = "std"))]
+        let done = false;
+        if !done {
+            BlockQ8_0::quantize_row(x, &mut blocks);
+        }
         Q8Acts::from_blocks(blocks, k / QK)
     }
 
@@ -229,6 +247,25 @@ pub(crate) fn rows_dot_reference<B: Block>(
 
 #[cfg(test)]
 mod tests {
+    /// Each format's `offset_quads` is its `unpack` quants + 128 (the trait's byte loop).
+    #[test]
+    fn offset_quads_are_quants_plus_128() {
+        let mut rng = crate::Rng::new(5);
+        for _ in 0..200 {
+            let qs: [u8; 34] = core::array::from_fn(|_| (rng.next_u64() >> 56) as u8);
+            fn check<B: Block>(bytes: &[u8]) {
+                let b = B::from_bytes(bytes);
+                let q = b.unpack().1;
+                let want: [u32; QK / 4] = core::array::from_fn(|g| {
+                    u32::from_le_bytes(core::array::from_fn(|j| (q[4 * g + j] as i32 + 128) as u8))
+                });
+                assert_eq!(b.offset_quads(), want, "{:?}", b);
+            }
+            check::<BlockQ8_0>(&qs);
+            check::<BlockQ4_0>(&qs);
+        }
+    }
+
     extern crate std;
     use super::*;
     use alloc::vec;

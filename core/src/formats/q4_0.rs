@@ -78,6 +78,16 @@ impl Block for BlockQ4_0 {
         (self.d, q)
     }
 
+    #[inline(always)]
+    fn offset_quads(&self) -> [u32; QK / 4] {
+        // Byte j holds element j (low nibble) and j + 16 (high); q + 128 = nibble + 120, which
+        // stays inside each byte, so sixteen bytes are added at once.
+        let (ones, x) = (u128::MAX / 255, u128::from_le_bytes(self.qs));
+        let lo = (x & (ones * 0x0f)) + ones * 120;
+        let hi = ((x >> 4) & (ones * 0x0f)) + ones * 120;
+        core::array::from_fn(|g| ((if g < 4 { lo } else { hi }) >> (32 * (g % 4))) as u32)
+    }
+
     #[cfg(feature = "std")]
     fn simd_pass(level: crate::kernels::Level) -> Option<super::Pass<Self>> {
         crate::kernels::qdot::Q4_0.at(level)

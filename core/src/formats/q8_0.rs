@@ -65,6 +65,17 @@ impl Block for BlockQ8_0 {
         (self.d, self.qs)
     }
 
+    #[inline(always)]
+    fn offset_quads(&self) -> [u32; QK / 4] {
+        // q + 128 is q with its sign bit flipped.
+        let q = self.qs.map(|v| v as u8);
+        let half = |h: usize| {
+            u128::from_le_bytes(core::array::from_fn(|j| q[16 * h + j])) ^ (u128::MAX / 255 * 0x80)
+        };
+        let (lo, hi) = (half(0), half(1));
+        core::array::from_fn(|g| ((if g < 4 { lo } else { hi }) >> (32 * (g % 4))) as u32)
+    }
+
     #[cfg(feature = "std")]
     fn simd_pass(level: crate::kernels::Level) -> Option<super::Pass<Self>> {
         crate::kernels::qdot::Q8_0.at(level)

@@ -27,8 +27,16 @@ pub fn matmul_nt(m: &Matrix<'_>, x: &[f32], k: usize, out: &mut [f32]) {
         m,
         w => {
             #[cfg(feature = "std")]
-            if t >= GEMM_MIN_ROWS {
+            if t > GEMM_SWAP_MAX_ROWS {
                 return gemm_f32(View::rows(x, t, k, k), View::rows(w, rows, k, k).t(), out);
+            }
+            if t >= GEMM_MIN_ROWS {
+                // outᵀ = W·Xᵀ: gemm then reads the weight rows where they lie instead of
+                // packing all of them (the transposing copy cost as much as the products at 64
+                // rows); the [rows, t] result is transposed back.
+                let mut tmp = vec![0.0; rows * t];
+                gemm_f32(View::rows(w, rows, k, k), View::rows(x, t, k, k).t(), &mut tmp);
+                return transpose_into(&tmp, rows, t, out);
             }
             row_products(rows, t, out, |r, buf| {
                 vec_k::rows_dot_f32(&w[r.start * k..r.end * k], x, k, buf)
@@ -96,9 +104,8 @@ pub fn matmul_values(v: &Matrix<'_>, s: &[f32], n: usize, d_out: usize, out: &mu
 /// each repacked once and run against every activation row.
 #[cfg(feature = "std")]
 fn integer_gemm<B: Block>(w: &[B], rb: usize, acts: &Q8Acts, out: &mut [f32]) {
-    use super::qgemm::{offset_acts, panel_product, Panel, NR};
+    use super::qgemm::{panel_product, Panel, NR};
     let (t, rows) = (acts.rows(), w.len() / rb);
-    let xu = offset_acts(acts);
     let panels = rows.div_ceil(NR);
     let per_task = chunk_len(panels, 1);
     // [panel][t][NR], scattered into out's [t, rows] at the end.
@@ -108,7 +115,7 @@ fn integer_gemm<B: Block>(w: &[B], rb: usize, acts: &Q8Acts, out: &mut [f32]) {
         for (j, o) in buf.chunks_exact_mut(t * NR).enumerate() {
             let r0 = (c * per_task + j) * NR;
             p.pack(&w[r0 * rb..(r0 + NR).min(rows) * rb]);
-            panel_product(&p, &xu, &acts.scales, t, o);
+            panel_product(&p, acts, o);
         }
     });
     for (p, tile) in tmp.chunks_exact(t * NR).enumerate() {
@@ -118,6 +125,10 @@ fn integer_gemm<B: Block>(w: &[B], rb: usize, acts: &Q8Acts, out: &mut [f32]) {
         }
     }
 }
+
+/// Up to this many activation rows, f32 `matmul_nt` runs as outᵀ = W·Xᵀ (gemm leaves a
+/// unit-stride right operand unpacked while the left one spans at most twice its 64-row tile).
+const GEMM_SWAP_MAX_ROWS: usize = 128;
 
 /// Rows per task: a few tasks per thread so a stalled thread does not hold everyone up, at
 /// least `min` rows so the per-task cost stays small; everything when single-threaded.
@@ -166,9 +177,22 @@ fn row_products(
     }
     let mut tmp: Vec<f32> = vec![0.0; rows * t];
     run(&mut tmp);
-    for (r, row) in tmp.chunks_exact(t).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            out[i * rows + r] = v;
+    transpose_into(&tmp, rows, t, out);
+}
+
+/// dst[c, r] = src[r, c] for src [rows, cols], in tiles so that both sides stay in cache.
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 16;
+    assert!(src.len() == rows * cols && dst.len() == rows * cols);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            let cn = TILE.min(cols - c0);
+            for r in r0..(r0 + TILE).min(rows) {
+                let s = &src[r * cols + c0..][..cn];
+                for (c, &v) in (c0..).zip(s) {
+                    dst[c * rows + r] = v;
+                }
+            }
         }
     }
 }

@@ -29,6 +29,8 @@ pub(crate) mod qdot;
 #[cfg(feature = "std")]
 mod qgemm;
 #[cfg(feature = "std")]
+pub(crate) mod quantize;
+#[cfg(feature = "std")]
 pub(crate) mod simd;
 pub mod vector;
 

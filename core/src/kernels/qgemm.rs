@@ -5,9 +5,11 @@
 //!
 //! The weights are repacked a panel of [`NR`] rows at a time, and each panel serves every
 //! activation row: per block and per group of 4 values, the 4 quants of 16 rows side by side in
-//! one zmm, so one `vpdpbusd` adds an activation's 4 values (broadcast) times 16 rows' quants to 16
-//! running sums. The instruction multiplies unsigned by signed bytes: activations enter as q + 128
-//! and each sum starts at −128·Σq of its row's block, which takes the offset out again.
+//! one zmm, so one `vpdpbusd` adds 16 rows' quants times an activation's 4 values (broadcast) to
+//! 16 running sums. The instruction multiplies unsigned by signed bytes: the weights enter as
+//! q + 128 (one xor, any format) and each sum starts at −128·Σq_x of its activation block
+//! (`Q8Acts::qsums`), which takes the offset out again. The activations are read where
+//! `Q8Acts` holds them.
 
 use crate::formats::{f16_to_f32, Block, Q8Acts, QK};
 use alloc::vec;
@@ -33,29 +35,20 @@ pub(crate) fn available() -> bool {
     false
 }
 
-/// Activation quants as the unsigned operand: q + 128, row-major [t, k].
-pub(crate) fn offset_acts(x: &Q8Acts) -> Vec<u8> {
-    x.blocks
-        .iter()
-        .flat_map(|b| b.qs.iter().map(|&q| q as u8 ^ 0x80))
-        .collect()
-}
-
-/// [`NR`] weight rows of `row_blocks` blocks, repacked: quants [block][group][row][4], scales
-/// [block][row] as f32, and −128·Σq [block][row]. Rows past the matrix's end are zero.
+/// [`NR`] weight rows of `row_blocks` blocks, repacked: quants + 128 as [block][group][row][4]
+/// (4-byte groups, so each group is one u32 move) and scales [block][row] as f32. Rows past the
+/// matrix's end are zero.
 pub(crate) struct Panel {
-    q: Vec<u8>,
+    q: Vec<u32>,
     d: Vec<f32>,
-    bias: Vec<i32>,
     row_blocks: usize,
 }
 
 impl Panel {
     pub(crate) fn new(row_blocks: usize) -> Panel {
         Panel {
-            q: vec![0; row_blocks * QK * NR],
+            q: vec![0; row_blocks * GROUPS * NR],
             d: vec![0.0; row_blocks * NR],
-            bias: vec![0; row_blocks * NR],
             row_blocks,
         }
     }
@@ -68,81 +61,106 @@ impl Panel {
         if rows < NR {
             self.q.fill(0);
             self.d.fill(0.0);
-            self.bias.fill(0);
         }
         for (r, row) in w.chunks_exact(rb).enumerate() {
             for (b, block) in row.iter().enumerate() {
-                let (d, q) = block.unpack();
-                self.d[b * NR + r] = f16_to_f32(d);
-                self.bias[b * NR + r] = -128 * q.iter().map(|&v| v as i32).sum::<i32>();
-                for (g, four) in q.chunks_exact(GROUP).enumerate() {
-                    let at = ((b * GROUPS + g) * NR + r) * GROUP;
-                    for (o, &v) in self.q[at..at + GROUP].iter_mut().zip(four) {
-                        *o = v as u8;
-                    }
+                self.d[b * NR + r] = f16_to_f32(block.unpack().0);
+                for (g, &quad) in block.offset_quads().iter().enumerate() {
+                    self.q[(b * GROUPS + g) * NR + r] = quad;
                 }
             }
         }
     }
 }
 
-/// out[i·NR + r] = x_i · w_r for the t activation rows (`xu` from [`offset_acts`], scales `xd`
-/// [t, row_blocks]) and the panel's rows. Callers check [`available`] first.
-pub(crate) fn panel_product(p: &Panel, xu: &[u8], xd: &[f32], t: usize, out: &mut [f32]) {
+/// out[i·NR + r] = x_i · w_r for the t activation rows of `x` and the panel's rows. Callers
+/// check [`available`] first.
+pub(crate) fn panel_product(p: &Panel, x: &Q8Acts, out: &mut [f32]) {
     let rb = p.row_blocks;
-    let k = rb * QK;
-    assert!(xu.len() >= t * k && xd.len() >= t * rb && out.len() >= t * NR);
+    let t = x.rows();
+    assert!(x.row_blocks == rb && x.scales.len() == x.blocks.len());
+    assert!(x.qsums.len() == x.blocks.len() && out.len() >= t * NR);
     assert!(available(), "integer GEMM without AVX-512 VNNI");
-    let mut i = 0;
-    while i < t {
-        let m = (t - i).min(MR);
-        // SAFETY: `available` checked the CPU's features; the asserts above keep every tile's
-        // reads (m rows of k bytes and rb scales) and writes (m · NR) inside the slices.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            let (x, d, o) = (&xu[i * k..], &xd[i * rb..], &mut out[i * NR..]);
-            match m {
-                4 => tile::<4>(p, x, d, o),
-                3 => tile::<3>(p, x, d, o),
-                2 => tile::<2>(p, x, d, o),
-                _ => tile::<1>(p, x, d, o),
+    // The blocks in spans whose panel part stays in L1 while every tile of activation rows
+    // passes over it; a later span continues the f32 totals the earlier left in `out`, so the
+    // additions keep the reference's block order.
+    for b0 in (0..rb).step_by(SPAN_BLOCKS) {
+        let blocks = b0..(b0 + SPAN_BLOCKS).min(rb);
+        let mut i = 0;
+        while i < t {
+            let m = (t - i).min(MR);
+            let b = i * rb..;
+            let (xb, xd, xs) = (&x.blocks[b.clone()], &x.scales[b.clone()], &x.qsums[b]);
+            let o = &mut out[i * NR..];
+            // SAFETY: `available` checked the CPU's features; the asserts above keep every
+            // tile's reads (m rows of rb blocks, scales and sums) and writes (m · NR) inside
+            // the slices, and `blocks` inside 0..rb.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                let b = blocks.clone();
+                match m {
+                    4 => tile::<4>(p, b, xb, xd, xs, o),
+                    3 => tile::<3>(p, b, xb, xd, xs, o),
+                    2 => tile::<2>(p, b, xb, xd, xs, o),
+                    _ => tile::<1>(p, b, xb, xd, xs, o),
+                }
             }
+            i += m;
         }
-        i += m;
     }
 }
+
+/// Blocks per span of [`panel_product`]: 24 KiB of repacked quants.
+const SPAN_BLOCKS: usize = 24;
 
 /// M activation rows times the panel's NR rows.
 ///
 /// # Safety
-/// The CPU has AVX-512F and VNNI; `x` holds M rows of k = row_blocks·32 bytes, `xd` M rows of
-/// row_blocks scales, `out` M · NR values.
+/// The CPU has AVX-512F and VNNI; `blocks` lies in 0..row_blocks; `x`, `xd` and `xs` hold M rows
+/// of row_blocks blocks, scales and quant sums, `out` M · NR values (the totals of the blocks
+/// before `blocks`, unless it starts at 0).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn tile<const M: usize>(p: &Panel, x: &[u8], xd: &[f32], out: &mut [f32]) {
+unsafe fn tile<const M: usize>(
+    p: &Panel,
+    blocks: core::ops::Range<usize>,
+    x: &[crate::formats::BlockQ8_0],
+    xd: &[f32],
+    xs: &[i32],
+    out: &mut [f32],
+) {
     // SAFETY: the caller's contract (see above) bounds every pointer offset below.
     unsafe {
         let rb = p.row_blocks;
-        let k = rb * QK;
-        debug_assert!(x.len() >= M * k && xd.len() >= M * rb && out.len() >= M * NR);
-        let (q, d, bias, xp) = (p.q.as_ptr(), p.d.as_ptr(), p.bias.as_ptr(), x.as_ptr());
+        debug_assert!(x.len() >= M * rb && xd.len() >= M * rb && xs.len() >= M * rb);
+        debug_assert!(out.len() >= M * NR);
+        let (q, d) = (p.q.as_ptr(), p.d.as_ptr());
+        let o = out.as_mut_ptr();
         let mut total = [[_mm512_setzero_ps(); 2]; M];
-        for b in 0..rb {
-            let b0 = _mm512_loadu_si512(bias.add(b * NR).cast());
-            let b1 = _mm512_loadu_si512(bias.add(b * NR + 16).cast());
-            let mut acc = [[b0, b1]; M];
+        if blocks.start > 0 {
+            for (i, s) in total.iter_mut().enumerate() {
+                *s = [
+                    _mm512_loadu_ps(o.add(i * NR)),
+                    _mm512_loadu_ps(o.add(i * NR + 16)),
+                ];
+            }
+        }
+        for b in blocks {
+            let mut acc = [[_mm512_setzero_si512(); 2]; M];
+            for (i, a) in acc.iter_mut().enumerate() {
+                let s = _mm512_set1_epi32(-128 * *xs.get_unchecked(i * rb + b));
+                *a = [s, s];
+            }
             for g in 0..GROUPS {
-                let wq = q.add((b * GROUPS + g) * NR * GROUP);
+                let wq = q.add((b * GROUPS + g) * NR);
                 let w0 = _mm512_loadu_si512(wq.cast());
-                let w1 = _mm512_loadu_si512(wq.add(64).cast());
+                let w1 = _mm512_loadu_si512(wq.add(16).cast());
                 for (i, a) in acc.iter_mut().enumerate() {
-                    let four = xp
-                        .add(i * k + b * QK + g * GROUP)
-                        .cast::<i32>()
-                        .read_unaligned();
+                    let qs = x.get_unchecked(i * rb + b).qs.as_ptr();
+                    let four = qs.add(g * GROUP).cast::<i32>().read_unaligned();
                     let xv = _mm512_set1_epi32(four);
-                    a[0] = _mm512_dpbusd_epi32(a[0], xv, w0);
-                    a[1] = _mm512_dpbusd_epi32(a[1], xv, w1);
+                    a[0] = _mm512_dpbusd_epi32(a[0], w0, xv);
+                    a[1] = _mm512_dpbusd_epi32(a[1], w1, xv);
                 }
             }
             let dw0 = _mm512_loadu_ps(d.add(b * NR));
@@ -156,8 +174,8 @@ unsafe fn tile<const M: usize>(p: &Panel, x: &[u8], xd: &[f32], out: &mut [f32])
             }
         }
         for (i, s) in total.iter().enumerate() {
-            _mm512_storeu_ps(out.as_mut_ptr().add(i * NR), s[0]);
-            _mm512_storeu_ps(out.as_mut_ptr().add(i * NR + 16), s[1]);
+            _mm512_storeu_ps(o.add(i * NR), s[0]);
+            _mm512_storeu_ps(o.add(i * NR + 16), s[1]);
         }
     }
 }
