@@ -711,3 +711,47 @@ fn prompt_block_products_at_extremes() {
         });
     }
 }
+
+/// Quantizing activation rows (`Q8Acts::quantize`) at every level gives the scalar reference's
+/// blocks bit for bit: random rows at several scales, ties (x·(1/d) landing on k + 0.5), zero
+/// blocks, blocks with a NaN or an infinity, and a subnormal scale whose inverse overflows.
+#[test]
+fn activation_quantization_matches_reference() {
+    let mut rng = Rng::new(21);
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    for scale in [1e-30f32, 1e-3, 1.0, 1e4] {
+        rows.push(random(8 * QK, &mut rng).iter().map(|v| v * scale).collect());
+    }
+    // Ties: with max|x| = 127 the inverse scale is 1 exactly, so k + 0.5 rounds away from 0.
+    rows.push(
+        (0..2 * QK)
+            .map(|i| {
+                if i % QK == 0 {
+                    127.0
+                } else {
+                    (i % 7) as f32 - 3.5
+                }
+            })
+            .collect(),
+    );
+    rows.push(vec![0.0; QK]);
+    let mut special = random(4 * QK, &mut rng);
+    special[3] = f32::NAN;
+    special[QK + 5] = f32::INFINITY;
+    special[2 * QK + 1] = f32::NEG_INFINITY;
+    special[3 * QK..].iter_mut().for_each(|v| *v = 1e-44);
+    rows.push(special);
+    at_every_level(|l| {
+        for x in &rows {
+            let mut want = vec![BlockQ8_0::default(); x.len() / QK];
+            BlockQ8_0::quantize_row(x, &mut want);
+            let got = Q8Acts::quantize(x, x.len()).blocks;
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    g.qs == w.qs && g.d.to_bits() == w.d.to_bits(),
+                    "{l}: {g:?} vs {w:?}"
+                );
+            }
+        }
+    });
+}

@@ -10,6 +10,7 @@
 //!   across rows with `rayon`; prompt blocks (≥ 4 rows) are GEMMs: f32 through [`gemm`], Q8_0 and
 //!   Q4_0 through the integer GEMM of `qgemm` (AVX-512 VNNI, bit-identical to the scalar
 //!   reference) where the level is avx512 and the CPU has VNNI, else the rows-dots (std only).
+//! - `quantize`: the Q8_0 quantization of activation rows with AVX-512 (bit-identical).
 //!
 //! Without `std` (the embedded target) every kernel is the scalar reference. With it, the level
 //! is the best the CPU has unless forced by `TOKENFORMER_KERNELS=scalar|avx2|avx512|neon` or

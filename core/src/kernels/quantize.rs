@@ -55,7 +55,9 @@ unsafe fn q8_0_block(x: &[f32], b: &mut BlockQ8_0) {
             let down = _mm512_cmp_ps_mask(f, _mm512_set1_ps(-0.5), _CMP_LE_OQ);
             let r = _mm512_mask_add_ps(t, up, t, one);
             let r = _mm512_mask_sub_ps(r, down, r, one);
-            // `as i8` saturates (an infinite y, from a subnormal d, gives ±127 / −128).
+            // `as i8` saturates (an infinite y, from a subnormal d, gives 127 / −128) and takes
+            // NaN (∞ · 0, in a block holding an infinity) to 0.
+            let r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, y, _CMP_ORD_Q), r);
             let r = _mm512_min_ps(
                 _mm512_max_ps(r, _mm512_set1_ps(-128.0)),
                 _mm512_set1_ps(127.0),
