@@ -9,10 +9,11 @@ use crate::formats::{BlockQ8_0, QK};
 use core::arch::x86_64::*;
 use half::f16;
 
-/// Quantize `x` into `out` (x.len() = 32 · out.len()) at the level in force; false (nothing
-/// written) where that level has no kernel here, for the caller's reference loop.
+/// Quantize `x` into `out` (32 · out.len() values; a shorter rest is ignored, as the reference
+/// does) at the level in force; false (nothing written) where that level has no kernel here,
+/// for the caller's reference loop.
 pub(crate) fn q8_0_rows(x: &[f32], out: &mut [BlockQ8_0]) -> bool {
-    assert_eq!(x.len(), out.len() * QK);
+    assert_eq!(x.len() / QK, out.len());
     #[cfg(target_arch = "x86_64")]
     if super::level() == super::Level::Avx512 {
         for (xb, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
