@@ -148,6 +148,26 @@ pub(crate) fn for_each_chunk(
 ) {
     #[cfg(feature = "std")]
     if super::threads() > 1 && out.len() > chunk {
+        // The chunks through the spinning team (see `team`), or rayon when it is busy.
+        struct Chunks(*mut f32, usize, usize);
+        // SAFETY: tasks take disjoint chunks of the slice `out` borrows for the whole region.
+        unsafe impl Sync for Chunks {}
+        impl Chunks {
+            /// Chunk i: out[i·chunk .. min((i + 1)·chunk, len)].
+            #[allow(clippy::mut_from_ref)]
+            fn get(&self, i: usize) -> &mut [f32] {
+                let start = i * self.2;
+                // SAFETY: each task index is run once per region, so chunk i has one owner.
+                unsafe {
+                    core::slice::from_raw_parts_mut(self.0.add(start), self.2.min(self.1 - start))
+                }
+            }
+        }
+        let at = Chunks(out.as_mut_ptr(), out.len(), chunk);
+        let task = |i: usize| f(i, at.get(i));
+        if super::team::team(super::threads()).run(out.len().div_ceil(chunk), &task) {
+            return;
+        }
         use rayon::prelude::*;
         out.par_chunks_mut(chunk)
             .enumerate()

@@ -33,6 +33,8 @@ mod qgemm;
 pub(crate) mod quantize;
 #[cfg(feature = "std")]
 pub(crate) mod simd;
+#[cfg(feature = "std")]
+mod team;
 pub mod vector;
 
 pub use level::{
