@@ -129,7 +129,7 @@ fn worker(s: &Shared, mut seen: usize) {
         while s.epoch.load(Ordering::Acquire) == seen {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 256 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
                 let mut parked = s.parked.lock().unwrap_or_else(|e| e.into_inner());
                 *parked += 1;
                 while s.epoch.load(Ordering::Acquire) == seen {
@@ -154,7 +154,8 @@ fn worker(s: &Shared, mut seen: usize) {
 
 /// The team of `threads` threads (this one included), made on first use.
 pub(crate) fn team(threads: usize) -> Arc<Team> {
-    static TEAMS: OnceLock<Mutex<Vec<(usize, Arc<Team>)>>> = OnceLock::new();
+    type Teams = Mutex<Vec<(usize, Arc<Team>)>>;
+    static TEAMS: OnceLock<Teams> = OnceLock::new();
     let mut teams = TEAMS
         .get_or_init(|| Mutex::new(Vec::new()))
         .lock()
