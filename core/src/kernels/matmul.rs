@@ -30,6 +30,7 @@ pub fn matmul_nt(m: &Matrix<'_>, x: &[f32], k: usize, out: &mut [f32]) {
             if t > GEMM_SWAP_MAX_ROWS {
                 return gemm_f32(View::rows(x, t, k, k), View::rows(w, rows, k, k).t(), out);
             }
+            #[cfg(feature = "std")]
             if t >= GEMM_MIN_ROWS {
                 // outᵀ = W·Xᵀ: gemm then reads the weight rows where they lie instead of
                 // packing all of them (the transposing copy cost as much as the products at 64
@@ -128,6 +129,7 @@ fn integer_gemm<B: Block>(w: &[B], rb: usize, acts: &Q8Acts, out: &mut [f32]) {
 
 /// Up to this many activation rows, f32 `matmul_nt` runs as outᵀ = W·Xᵀ (gemm leaves a
 /// unit-stride right operand unpacked while the left one spans at most twice its 64-row tile).
+#[cfg(feature = "std")]
 const GEMM_SWAP_MAX_ROWS: usize = 128;
 
 /// Rows per task: a few tasks per thread so a stalled thread does not hold everyone up, at

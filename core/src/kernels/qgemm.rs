@@ -81,49 +81,36 @@ pub(crate) fn panel_product(p: &Panel, x: &Q8Acts, out: &mut [f32]) {
     assert!(x.row_blocks == rb && x.scales.len() == x.blocks.len());
     assert!(x.qsums.len() == x.blocks.len() && out.len() >= t * NR);
     assert!(available(), "integer GEMM without AVX-512 VNNI");
-    // The blocks in spans whose panel part stays in L1 while every tile of activation rows
-    // passes over it; a later span continues the f32 totals the earlier left in `out`, so the
-    // additions keep the reference's block order.
-    for b0 in (0..rb).step_by(SPAN_BLOCKS) {
-        let blocks = b0..(b0 + SPAN_BLOCKS).min(rb);
-        let mut i = 0;
-        while i < t {
-            let m = (t - i).min(MR);
-            let b = i * rb..;
-            let (xb, xd, xs) = (&x.blocks[b.clone()], &x.scales[b.clone()], &x.qsums[b]);
-            let o = &mut out[i * NR..];
-            // SAFETY: `available` checked the CPU's features; the asserts above keep every
-            // tile's reads (m rows of rb blocks, scales and sums) and writes (m · NR) inside
-            // the slices, and `blocks` inside 0..rb.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                let b = blocks.clone();
-                match m {
-                    4 => tile::<4>(p, b, xb, xd, xs, o),
-                    3 => tile::<3>(p, b, xb, xd, xs, o),
-                    2 => tile::<2>(p, b, xb, xd, xs, o),
-                    _ => tile::<1>(p, b, xb, xd, xs, o),
-                }
+    let mut i = 0;
+    while i < t {
+        let m = (t - i).min(MR);
+        let b = i * rb..;
+        let (xb, xd, xs) = (&x.blocks[b.clone()], &x.scales[b.clone()], &x.qsums[b]);
+        let o = &mut out[i * NR..];
+        // SAFETY: `available` checked the CPU's features; the asserts above keep every tile's
+        // reads (m rows of rb blocks, scales and sums) and writes (m · NR) inside the slices.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            match m {
+                4 => tile::<4>(p, xb, xd, xs, o),
+                3 => tile::<3>(p, xb, xd, xs, o),
+                2 => tile::<2>(p, xb, xd, xs, o),
+                _ => tile::<1>(p, xb, xd, xs, o),
             }
-            i += m;
         }
+        i += m;
     }
 }
-
-/// Blocks per span of [`panel_product`]: 24 KiB of repacked quants.
-const SPAN_BLOCKS: usize = 24;
 
 /// M activation rows times the panel's NR rows.
 ///
 /// # Safety
-/// The CPU has AVX-512F and VNNI; `blocks` lies in 0..row_blocks; `x`, `xd` and `xs` hold M rows
-/// of row_blocks blocks, scales and quant sums, `out` M · NR values (the totals of the blocks
-/// before `blocks`, unless it starts at 0).
+/// The CPU has AVX-512F and VNNI; `x`, `xd` and `xs` hold M rows of row_blocks blocks, scales
+/// and quant sums, `out` M · NR values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn tile<const M: usize>(
     p: &Panel,
-    blocks: core::ops::Range<usize>,
     x: &[crate::formats::BlockQ8_0],
     xd: &[f32],
     xs: &[i32],
@@ -137,15 +124,7 @@ unsafe fn tile<const M: usize>(
         let (q, d) = (p.q.as_ptr(), p.d.as_ptr());
         let o = out.as_mut_ptr();
         let mut total = [[_mm512_setzero_ps(); 2]; M];
-        if blocks.start > 0 {
-            for (i, s) in total.iter_mut().enumerate() {
-                *s = [
-                    _mm512_loadu_ps(o.add(i * NR)),
-                    _mm512_loadu_ps(o.add(i * NR + 16)),
-                ];
-            }
-        }
-        for b in blocks {
+        for b in 0..rb {
             let mut acc = [[_mm512_setzero_si512(); 2]; M];
             for (i, a) in acc.iter_mut().enumerate() {
                 let s = _mm512_set1_epi32(-128 * *xs.get_unchecked(i * rb + b));
