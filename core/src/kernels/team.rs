@@ -64,16 +64,20 @@ impl Team {
             parked: Mutex::new(0),
             wake: Condvar::new(),
         });
-        for _ in 1..threads {
-            let s = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("tokenformer-team".into())
-                .spawn(move || worker(&s, 0))
-                .expect("spawning a kernel team thread");
-        }
+        // A thread the system refuses (out of threads or memory) leaves a smaller team, down to
+        // the caller alone, rather than a panic.
+        let workers = (1..threads)
+            .filter(|_| {
+                let s = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name("tokenformer-team".into())
+                    .spawn(move || worker(&s, 0))
+                    .is_ok()
+            })
+            .count();
         Team {
             shared,
-            workers: threads - 1,
+            workers,
             busy: AtomicBool::new(false),
         }
     }
